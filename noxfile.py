@@ -1,0 +1,89 @@
+"""Sessions: `nox -s build` (the main job), `nox -s tests`, `nox -s lint`.
+
+Every environment a test needs is made here, from this file alone: the session's own venv with
+torch 2.13.0 (CPU), a second venv with torch 2.14.1 (CUDA 13.0) for the CUDA builds, and a
+second CUDA toolkit (nvcc 12.x from PyPI) for the cache-key tests. They are reused between runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+ENVS = ROOT / ".venvs"
+PYTHON = "3.11"  # the version the offline torch wheels on these machines are built for
+TORCH_CPU = "torch==2.13.0"
+TORCH_CUDA = "torch==2.14.1"
+OTHER_NVCC = "nvidia-cuda-nvcc==13.2.78"
+PACKAGES = [str(ROOT / "packages" / "torchwheel"), str(ROOT / "packages" / "minfer")]
+
+
+def _install_project(session: nox.Session, python: str | None = None) -> None:
+    # Not editable: tests must see minfer as users do, with csrc/ copied into the package.
+    args = ["-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", *PACKAGES]
+    if python is None:
+        session.run("python", *args)
+    else:
+        session.run(python, *args, external=True)
+
+
+def _torch214_env(session: nox.Session) -> str:
+    """A venv holding torch 2.14.1 (CUDA 13.0), made once and reused."""
+    env = ENVS / "torch214"
+    python = str(env / "bin" / "python")
+    if not (env / ".ready").exists():
+        session.log(f"creating {env} with {TORCH_CUDA} (5 GB, from local disk where present)")
+        session.run("python", "-m", "venv", "--clear", str(env))
+        session.run(python, "-m", "pip", "install", "-q", TORCH_CUDA, "ninja", "packaging", external=True)
+        (env / ".ready").touch()
+    _install_project(session, python)
+    return python
+
+
+def _other_cuda_home(session: nox.Session) -> str:
+    """nvcc of another CUDA release (13.2), from PyPI's wheel: enough to ask it for its version."""
+    target = ENVS / "cuda132"
+    home = target / "nvidia" / "cu13"
+    if not (home / "bin" / "nvcc").exists():
+        session.run("python", "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), OTHER_NVCC)
+    return str(home)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """All tests; CUDA builds included where nvcc exists, GPU tests skipped without a GPU."""
+    session.install("-q", TORCH_CPU, "pytest", "numpy", "ninja", "packaging", "hatchling")
+    _install_project(session)
+    env = {}
+    if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
+        env["TORCHWHEEL_TEST_TORCH214_PYTHON"] = _torch214_env(session)
+        env["TORCHWHEEL_TEST_OTHER_CUDA_HOME"] = _other_cuda_home(session)
+    session.run("pytest", *(session.posargs or ["tests"]), env=env)
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """The main job on its built-in default: minfer's CPU specs for torch 2.13.0, then a smoke run."""
+    session.install("-q", TORCH_CPU, "ninja", "packaging", "hatchling")
+    _install_project(session)
+    out = ROOT / "build" / "minfer-cpu-torch213"
+    session.run("torchwheel", "build", "minfer", "--device", "cpu", "--out", str(out))
+    session.run(
+        "python",
+        str(ROOT / "scripts" / "smoke.py"),
+        env={"MINFER_AOT_PATH": str(out / "data" / "aot"), "MINFER_DISABLE_JIT": "1"},
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("-q", "ruff")
+    session.run("ruff", "check", "packages", "tests", "benchmarks", "scripts", "noxfile.py")
+    session.run("ruff", "format", "--check", "packages", "tests", "benchmarks", "scripts", "noxfile.py")

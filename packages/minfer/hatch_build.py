@@ -1,0 +1,27 @@
+"""Put minfer's C++/CUDA sources into its distributions.
+
+The sources live at the repository's top level (`csrc/`), outside this package, yet an
+installed minfer must carry them so that JIT works from it alone. A checkout takes them from
+`../../csrc`; an unpacked sdist already holds them at `src/minfer/csrc`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+
+class CustomBuildHook(BuildHookInterface):
+    def initialize(self, version: str, build_data: dict) -> None:
+        root = Path(self.root)
+        for csrc in (root / "src" / "minfer" / "csrc", root.parent.parent / "csrc"):
+            if (csrc / "include").is_dir():
+                break
+        else:
+            raise RuntimeError(
+                f"minfer's C++/CUDA sources are missing (looked in {root / 'src/minfer/csrc'} and "
+                f"{root.parent.parent / 'csrc'}); build from a full checkout or from minfer's sdist"
+            )
+        inside = "src/minfer/csrc" if self.target_name == "sdist" else "minfer/csrc"
+        build_data["force_include"][str(csrc)] = inside

@@ -1,0 +1,58 @@
+"""Compiler and linker flags for a spec, without any path in them.
+
+Paths (include and library dirs, the compilers) are added by the ninja writer. Keeping them
+out of here lets the cache key hash exactly these flags: any change to how we compile changes
+the key, and a checkout or toolkit moved elsewhere does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .arch import CudaArch
+from .spec import JitSpec
+from .target import TorchTarget
+
+# Bump when the flag logic changes in a way the lists below do not show.
+FLAGS_REVISION = 1
+
+
+@dataclass(frozen=True)
+class SpecFlags:
+    cxx: tuple[str, ...]  # torch-free C++ units
+    cxx_torch: tuple[str, ...]  # binding units: torch's headers and defines
+    nvcc: tuple[str, ...]  # torch-free CUDA units
+    nvcc_torch: tuple[str, ...]
+    ld: tuple[str, ...]
+
+
+def spec_flags(spec: JitSpec, target: TorchTarget, archs: tuple[CudaArch, ...]) -> SpecFlags:
+    # Every unit gets torch's ABI flag and standard, torch-free ones too: they are linked into
+    # one .so with the binding, and std:: types must agree across that boundary.
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(target.cxx11_abi)}"
+    std = f"-std=c++{target.cxx_standard}"
+    cxx = ("-O3", "-fPIC", "-fvisibility=hidden", std, abi, *spec.extra_cflags)
+    gencode = tuple(flag for arch in archs for flag in arch.nvcc_flags())
+    nvcc = (
+        "-O3",
+        std,
+        abi,
+        "-Xcompiler=-fPIC",
+        "-Xcompiler=-fvisibility=hidden",
+        *gencode,
+        *spec.extra_cuda_cflags,
+    )
+    libs: tuple[str, ...] = ()
+    if spec.torch_sources:
+        libs = ("-lc10", "-ltorch_cpu", "-ltorch")
+        if spec.device == "cuda":
+            libs += ("-lc10_cuda", "-ltorch_cuda")
+    if spec.device == "cuda":
+        libs += ("-lcudart",)
+    return SpecFlags(
+        cxx=cxx,
+        cxx_torch=cxx,
+        nvcc=nvcc,
+        nvcc_torch=nvcc,
+        ld=("-shared", *spec.extra_ldflags, *libs),
+    )

@@ -1,0 +1,87 @@
+"""The cache key: a hash of everything that changes a spec's binary, and nothing else.
+
+Inputs: the bytes of every source and of every project header they include, each under its
+name relative to the spec's root; the flags (flags.py); the arch list; the target torch's
+version, C++11 ABI and C++ standard; and the compilers' reported versions. Not inputs: any
+path, so a moved checkout or a symlinked CUDA_HOME still hits.
+
+Headers are found by scanning `#include` lines, not from a compiler depfile: the key must be
+known before anything compiles, so that a hit loads without running ninja at all. The scan
+follows includes that resolve inside the spec's own include dirs or next to the including file
+and ignores the rest (torch and system headers, which the versions above stand for). It reads
+both branches of an `#if`, so it may hash a header too many, never one too few.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from .arch import CudaArch, format_arch_list
+from .flags import FLAGS_REVISION, spec_flags
+from .spec import JitSpec
+from .target import TorchTarget
+from .toolchain import Toolchain
+
+KEY_SCHEMA = 1
+_INCLUDE = re.compile(rb'^\s*#\s*include\s*[<"]([^">]+)[">]', re.MULTILINE)
+
+
+def project_headers(spec: JitSpec) -> list[Path]:
+    """The project headers that the spec's sources include, directly or not, sorted."""
+    found: set[Path] = set()
+    pending = list(spec.all_sources)
+    while pending:
+        current = pending.pop()
+        for name in _INCLUDE.findall(current.read_bytes()):
+            relative = name.decode(errors="replace")
+            for base in (current.parent, *spec.include_dirs):
+                candidate = (base / relative).resolve()
+                if candidate.is_file():
+                    if candidate not in found and candidate not in spec.all_sources:
+                        found.add(candidate)
+                        pending.append(candidate)
+                    break
+    return sorted(found)
+
+
+def _name_in_key(spec: JitSpec, path: Path) -> str:
+    assert spec.root is not None
+    return str(path.relative_to(spec.root)) if path.is_relative_to(spec.root) else path.name
+
+
+def key_inputs(
+    spec: JitSpec, target: TorchTarget, toolchain: Toolchain, archs: tuple[CudaArch, ...]
+) -> dict[str, object]:
+    def digest(path: Path) -> list[str]:
+        return [_name_in_key(spec, path), hashlib.sha256(path.read_bytes()).hexdigest()]
+
+    return {
+        "key_schema": KEY_SCHEMA,
+        "flags_revision": FLAGS_REVISION,
+        "name": spec.name,
+        "device": spec.device,
+        "sources": [digest(p) for p in spec.sources],
+        "torch_sources": [digest(p) for p in spec.torch_sources],
+        "headers": [digest(p) for p in project_headers(spec)],
+        "include_dirs": [_name_in_key(spec, p) for p in spec.include_dirs],
+        "flags": spec_flags(spec, target, archs).__dict__,
+        "arch_list": format_arch_list(archs) if archs else None,
+        "torch": {
+            "version": target.version,
+            "cxx11_abi": target.cxx11_abi,
+            "cxx_standard": target.cxx_standard,
+            "cuda_version": target.cuda_version,
+        },
+        "toolchain": toolchain.identity(),
+    }
+
+
+def cache_key(
+    spec: JitSpec, target: TorchTarget, toolchain: Toolchain, archs: tuple[CudaArch, ...]
+) -> str:
+    inputs = key_inputs(spec, target, toolchain, archs)
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

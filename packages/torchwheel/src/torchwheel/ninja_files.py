@@ -1,0 +1,149 @@
+"""Writing ninja files: one `build.ninja` per spec, and one wrapper that `subninja`s them all.
+
+One wrapper means one `ninja -jN` for a whole project, so `-j` is global: a machine's cores
+stay busy across specs instead of idling at the end of each (DESIGN.md, invariant 5).
+Paths in a subninja file resolve against ninja's working dir, so every path written is absolute.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+
+from ninja.ninja_syntax import Writer
+
+from .flags import SpecFlags
+from .spec import CUDA_SUFFIXES, JitSpec
+from .target import TorchTarget
+from .toolchain import Toolchain
+
+
+def ninja_path(path: Path | str) -> str:
+    """A path escaped for a build or subninja line.
+
+    ninja_syntax's escape_path leaves a lone `$` alone and mangles `$ `, so build lines are
+    written with this instead (`_build`); the Writer still writes everything else.
+    """
+    return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
+
+
+def _build(ninja: Writer, output: Path, rule: str, inputs: list[Path], variables: dict[str, str]) -> None:
+    words = " ".join(ninja_path(p) for p in inputs)
+    ninja.output.write(f"build {ninja_path(output)}: {rule} {words}\n")
+    for key, value in variables.items():
+        ninja.variable(key, value.replace("$", "$$"), indent=1)
+
+
+def _command_words(words: Iterable[str | Path]) -> str:
+    """Shell-quoted, then `$`-escaped: values of ninja variables pass through the shell."""
+    return " ".join(shlex.quote(str(w)) for w in words).replace("$", "$$")
+
+
+def object_path(spec: JitSpec, spec_dir: Path, source: Path) -> Path:
+    assert spec.root is not None
+    relative = source.relative_to(spec.root)
+    return spec_dir / "objs" / relative.with_name(relative.name + ".o")
+
+
+def library_path(spec: JitSpec, spec_dir: Path) -> Path:
+    return spec_dir / f"{spec.name}.so"
+
+
+def spec_ninja_text(
+    spec: JitSpec,
+    flags: SpecFlags,
+    target: TorchTarget,
+    toolchain: Toolchain,
+    spec_dir: Path,
+) -> str:
+    assert spec.root is not None
+    # Source and torch paths inside the binary (__FILE__ in error messages) are rewritten, so
+    # the .so is the same from any checkout path or environment.
+    prefix_maps = [f"-ffile-prefix-map={spec.root}={spec.name}", f"-ffile-prefix-map={target.prefix}=torch"]
+    own_includes = [f"-I{d}" for d in spec.include_dirs]
+    cuda_includes: list[str] = []
+    if spec.device == "cuda" and toolchain.cuda_home is not None:
+        cuda_includes = [f"-isystem{toolchain.cuda_home / 'include'}"]
+    torch_includes = [f"-isystem{d}" for d in target.include_dirs]
+
+    text = io.StringIO()
+    ninja = Writer(text, width=1 << 30)
+    ninja.comment(f"spec {spec.name}: written by torchwheel, do not edit")
+    ninja.variable("cxx", _command_words([toolchain.cxx.path]))
+    ninja.variable("cflags", _command_words([*flags.cxx, *prefix_maps, *own_includes, *cuda_includes]))
+    ninja.variable(
+        "torch_cflags",
+        _command_words([*flags.cxx_torch, *prefix_maps, *own_includes, *cuda_includes, *torch_includes]),
+    )
+    ninja.rule(
+        "cxx",
+        "$cxx -MMD -MF $out.d $cflags -c $in -o $out",
+        depfile="$out.d",
+        deps="gcc",
+        description="$spec: $src",
+    )
+    ninja.rule(
+        "cxx_torch",
+        "$cxx -MMD -MF $out.d $torch_cflags -c $in -o $out",
+        depfile="$out.d",
+        deps="gcc",
+        description="$spec: $src",
+    )
+    if toolchain.nvcc is not None:
+        host = ["-ccbin", toolchain.cxx.path]
+        nvcc_maps = [f"-Xcompiler={m}" for m in prefix_maps]
+        ninja.variable("nvcc", _command_words([toolchain.nvcc.path]))
+        ninja.variable(
+            "cuda_cflags", _command_words([*host, *flags.nvcc, *nvcc_maps, *own_includes, *cuda_includes])
+        )
+        ninja.variable(
+            "torch_cuda_cflags",
+            _command_words([*host, *flags.nvcc_torch, *nvcc_maps, *own_includes, *cuda_includes, *torch_includes]),
+        )
+        for rule, variable in (("nvcc", "cuda_cflags"), ("nvcc_torch", "torch_cuda_cflags")):
+            ninja.rule(
+                rule,
+                f"$nvcc --generate-dependencies-with-compile --dependency-output $out.d ${variable} -c $in -o $out",
+                depfile="$out.d",
+                deps="gcc",
+                description="$spec: $src",
+            )
+    library_dirs = [f"-L{target.library_dir}"] if spec.torch_sources else []
+    if spec.device == "cuda" and toolchain.cuda_home is not None:
+        library_dirs.append(f"-L{toolchain.cuda_home / 'lib64'}")
+    ninja.variable("ldflags", _command_words([*library_dirs, *flags.ld]))
+    ninja.rule("link", "$cxx $in $ldflags -o $out", description="$spec: link $src")
+
+    objects = []
+    for source in spec.all_sources:
+        uses_torch = source in spec.torch_sources
+        rule = "nvcc" if source.suffix in CUDA_SUFFIXES else "cxx"
+        rule += "_torch" if uses_torch else ""
+        obj = object_path(spec, spec_dir, source)
+        objects.append(obj)
+        _build(ninja, obj, rule, [source], {"spec": spec.name, "src": str(source.relative_to(spec.root))})
+    library = library_path(spec, spec_dir)
+    _build(ninja, library, "link", objects, {"spec": spec.name, "src": library.name})
+    return text.getvalue()
+
+
+def wrapper_ninja_text(spec_files: Iterable[Path]) -> str:
+    text = io.StringIO()
+    ninja = Writer(text, width=1 << 30)
+    ninja.comment("written by torchwheel: one ninja run builds every spec below")
+    ninja.variable("ninja_required_version", "1.3")
+    for path in spec_files:
+        ninja.subninja(ninja_path(path))
+    return text.getvalue()
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """Leave an unchanged file alone, so ninja's own bookkeeping stays quiet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.read_text() == text:
+        return
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)

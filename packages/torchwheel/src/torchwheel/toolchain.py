@@ -1,0 +1,90 @@
+"""The compilers a build uses, and their identity by reported version, never by path.
+
+A cache key built from a compiler's path breaks twice: the same toolkit reached through a
+symlink or another PATH forces a full rebuild (FlashInfer #4884), and a different toolkit at
+the same path silently reuses stale binaries (torch #68905). So the identity is what the
+compiler says about itself, asked once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ToolchainError
+
+
+@dataclass(frozen=True)
+class Compiler:
+    path: str
+    version: str  # the compiler's own words, with its invoked name removed
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    cxx: Compiler
+    nvcc: Compiler | None = None
+    cuda_home: Path | None = None
+    cuda_version: str | None = None  # "13.0"
+
+    def identity(self) -> dict[str, str | None]:
+        return {
+            "cxx": self.cxx.version,
+            "nvcc": self.nvcc.version if self.nvcc else None,
+        }
+
+
+def find_toolchain(cxx: str, cuda_home: Path | None, *, need_cuda: bool) -> Toolchain:
+    compiler = _compiler(cxx, "CXX")
+    if not need_cuda:
+        return Toolchain(cxx=compiler)
+    home = cuda_home or _default_cuda_home()
+    if home is None or not (home / "bin" / "nvcc").is_file():
+        where = f"CUDA_HOME={home}" if home else "no CUDA_HOME and no nvcc on PATH"
+        raise ToolchainError(
+            f"no CUDA toolkit found ({where}); set CUDA_HOME to a toolkit that has bin/nvcc"
+        )
+    nvcc = _compiler(str(home / "bin" / "nvcc"), "CUDA_HOME")
+    match = re.search(r"release (\d+\.\d+)", nvcc.version)
+    return Toolchain(compiler, nvcc, home, match.group(1) if match else None)
+
+
+def _default_cuda_home() -> Path | None:
+    if nvcc := shutil.which("nvcc"):
+        return Path(nvcc).resolve().parent.parent
+    default = Path("/usr/local/cuda")
+    return default if default.exists() else None
+
+
+def _compiler(executable: str, variable: str) -> Compiler:
+    path = shutil.which(executable)
+    if path is None:
+        raise ToolchainError(
+            f"compiler {executable!r} not found; install it or set {variable} to one that exists"
+        )
+    return Compiler(path, reported_version(path))
+
+
+@functools.cache
+def reported_version(path: str) -> str:
+    """`--version` output, stripped of the invoked name (`g++` and `c++` are one compiler)."""
+    try:
+        result = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ToolchainError(f"cannot run {path} --version ({error}); check the compiler") from error
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    if result.returncode != 0 or not lines:
+        raise ToolchainError(f"{path} --version failed; check that it is a working compiler")
+    if "nvcc" in os.path.basename(path):
+        # Its first lines are a copyright banner; the release and build lines identify it.
+        return " ".join(line for line in lines if line.startswith(("Cuda", "Build")))
+    first = lines[0]
+    for name in {os.path.basename(path), os.path.basename(os.path.realpath(path))}:
+        if first.startswith(name + " "):
+            first = first[len(name) :].strip()
+    return first
