@@ -35,7 +35,9 @@ void tiny_scale(float* data, long n) { for (long i = 0; i < n; ++i) data[i] *= T
 """
 TINY_HEADER = """\
 #pragma once
+#ifndef TINY_FACTOR
 #define TINY_FACTOR 2.0f
+#endif
 void tiny_scale(float* data, long n);
 """
 TINY_BINDING = """\

@@ -17,7 +17,7 @@ def csrc_dir() -> Path:
     packaged = PACKAGE_DIR / "csrc"
     if packaged.is_dir():
         return packaged
-    return PACKAGE_DIR.parents[2] / "csrc"
+    return PACKAGE_DIR.parents[3] / "csrc"
 
 
 def spec_name(op: str, dtype: str, device: str) -> str:

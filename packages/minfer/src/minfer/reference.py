@@ -39,8 +39,10 @@ def apply_rope(
     """Returns rotated copies of (q, k), NeoX style: the two halves of head_dim rotate together."""
     head_dim = q.shape[-1]
     half = head_dim // 2
-    exponents = torch.arange(half, dtype=torch.float32, device=q.device) * 2 / head_dim
-    inv_freq = 1.0 / (theta**exponents)
+    # theta^(-2i/head_dim): the exponent in float32, the power rounded once from float64, so
+    # that the angle of a position in the thousands is not off by float32 pow's last bits.
+    exponents = -(torch.arange(half, dtype=torch.float32, device=q.device) * 2 / head_dim)
+    inv_freq = torch.pow(theta, exponents.double()).float()
     angles = positions.float()[:, None] * inv_freq[None, :]  # [tokens, half]
     cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
 
