@@ -65,8 +65,9 @@ def spec_ninja_text(
     own_includes = [f"-I{d}" for d in spec.include_dirs]
     cuda_includes: list[str] = []
     if spec.device == "cuda" and toolchain.cuda_home is not None:
-        cuda_includes = [f"-isystem{toolchain.cuda_home / 'include'}"]
-    torch_includes = [f"-isystem{d}" for d in target.include_dirs]
+        cuda_includes = ["-isystem", str(toolchain.cuda_home / "include")]
+    # Separate words: nvcc, unlike gcc, does not accept `-isystem<dir>` glued together.
+    torch_includes = [word for d in target.include_dirs for word in ("-isystem", str(d))]
 
     text = io.StringIO()
     ninja = Writer(text, width=1 << 30)
