@@ -70,10 +70,7 @@ class Loader:
             if name in self._loaded:
                 return self._loaded[name]
             started = time.monotonic()
-            spec = self.specs.get(name)
-            if spec is None:
-                raise SpecError(f"{self.project.name} has no spec {name!r}; known: {', '.join(sorted(self.specs))}")
-            path, origin, reason = self._resolve(spec)
+            path, origin, reason = self._resolve(name)
             import torch
 
             torch.ops.load_library(str(path))
@@ -81,21 +78,31 @@ class Loader:
             self._loaded[name] = loaded
             return loaded
 
-    def explain(self, name: str) -> tuple[list[Candidate], list[str]]:
+    def explain(self, name: str, device: str) -> tuple[list[Candidate], list[str]]:
         """Every prebuilt candidate for a spec with its verdict, and unreadable manifests."""
-        runtime = RuntimeEnv.current(with_gpus=self.specs[name].device == "cuda")
+        runtime = RuntimeEnv.current(with_gpus=device == "cuda")
         manifests, problems = self._manifests
         return candidates_for(name, manifests, runtime), problems
 
-    def _resolve(self, spec: JitSpec) -> tuple[Path, str, str | None]:
+    def _spec(self, name: str) -> JitSpec:
+        spec = self.specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.specs))
+            raise SpecError(f"{self.project.name} has no spec {name!r}; use one of: {known}")
+        return spec
+
+    def _resolve(self, name: str) -> tuple[Path, str, str | None]:
+        # The prebuilt path needs only the manifests: the specs (which check their sources on
+        # disk) are made only when a JIT build is needed.
         settings = self.settings
         prefix = settings.prefix
         if settings.force_jit:
             reason = f"{prefix}_FORCE_JIT is set"
-            candidates: list[Candidate] = []
-            problems: list[str] = []
         else:
-            candidates, problems = self.explain(spec.name)
+            manifests, problems = self._manifests
+            entry_devices = {m.entries[name].device for m in manifests if name in m.entries}
+            device = entry_devices.pop() if len(entry_devices) == 1 else self._spec(name).device
+            candidates, problems = self.explain(name, device)
             for candidate in candidates:
                 if candidate.rejection is None:
                     return candidate.manifest.path_of(candidate.entry), "prebuilt", None
@@ -105,9 +112,10 @@ class Loader:
                 reason = "no prebuilt binary for it is installed"
             if problems:
                 reason += "; " + "; ".join(problems)
+        spec = self._spec(name)
         if settings.disable_jit:
             raise LoadError(
-                f"{self.project.name}: cannot load {spec.name}: {reason}; JIT is disabled by "
+                f"{self.project.name}: cannot load {name}: {reason}; JIT is disabled by "
                 f"{prefix}_DISABLE_JIT, so install a matching prebuilt package or unset it"
             )
         return self._jit(spec, reason)

@@ -6,7 +6,6 @@ import importlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from .errors import SettingsError
@@ -55,6 +54,8 @@ def load_project(reference: str) -> Project:
                 f"project {reference!r} cannot be imported ({error}); check the module:attribute"
             ) from error
     else:
+        from importlib.metadata import entry_points
+
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == reference]
         if not found:
             known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))

@@ -1,0 +1,93 @@
+"""Benchmark (b): the time to load one prebuilt spec, against raw `torch.ops.load_library` of
+the same file and against a warm `torch.utils.cpp_extension.load` cache hit.
+
+    python benchmarks/bench_load.py [--spec rmsnorm_fp16_cpu] [--runs 15]
+
+Each sample is a fresh process (a real first load), timed inside it after `import torch`;
+medians are reported. torchwheel's load is timed from the call to the op being registered;
+importing torchwheel and the project (which a library does at its own import) is shown apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RAW = """
+import sys, time, torch
+t = time.perf_counter()
+torch.ops.load_library(sys.argv[1])
+print(time.perf_counter() - t)
+"""
+
+TORCHWHEEL = """
+import sys, time, torch
+t = time.perf_counter()
+from torchwheel import Loader
+from minfer._project import PROJECT
+imported = time.perf_counter()
+loaded = Loader(PROJECT).load(sys.argv[2])
+assert loaded.origin == "prebuilt", loaded
+print(imported - t, time.perf_counter() - imported)
+"""
+
+CPP_EXTENSION = """
+import sys, time, torch
+from pathlib import Path
+from minfer._project import PROJECT
+spec = {s.name: s for s in PROJECT.make_specs()}[sys.argv[2]]
+t = time.perf_counter()
+from _cpp_extension import load_with_cpp_extension
+load_with_cpp_extension(spec, Path(sys.argv[3]))
+print(time.perf_counter() - t)
+"""
+
+
+def sample(code: str, args: list[str], env: dict[str, str], runs: int) -> list[float]:
+    """Median milliseconds of each figure the code prints, over `runs` fresh processes."""
+    rows = []
+    for _ in range(runs):
+        result = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env)
+        rows.append([float(x) for x in result.stdout.strip().splitlines()[-1].split()])
+    return [statistics.median(column) * 1e3 for column in zip(*rows)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", default="rmsnorm_fp16_cpu")
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "aot"
+        subprocess.run(
+            [sys.executable, "-m", "torchwheel", "build", "minfer", "--spec", args.spec, "--out", str(out)],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        aot = out / "data" / "aot"
+        library = aot / args.spec / f"{args.spec}.so"
+        env = {
+            **os.environ,
+            "MINFER_AOT_PATH": str(aot),
+            "MINFER_DISABLE_JIT": "1",
+            "PYTHONPATH": str(Path(__file__).parent),
+        }
+        warm = Path(scratch) / "cpp_extension"
+        warm.mkdir()
+        sample(CPP_EXTENSION, ["", args.spec, str(warm)], env, 1)  # compile once: later runs hit
+        (raw,) = sample(RAW, [str(library)], env, args.runs)
+        imports, ours = sample(TORCHWHEEL, ["", args.spec], env, args.runs)
+        (hit,) = sample(CPP_EXTENSION, ["", args.spec, str(warm)], env, args.runs)
+    print(f"median of {args.runs} fresh processes, spec {args.spec}")
+    print(f"raw torch.ops.load_library:         {raw:7.2f} ms")
+    print(f"torchwheel Loader.load (prebuilt):  {ours:7.2f} ms  ({ours - raw:+.2f} ms over raw)")
+    print(f"  (once per process, before it: importing torchwheel and the project {imports:.2f} ms)")
+    print(f"cpp_extension.load warm cache hit:  {hit:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
