@@ -59,7 +59,7 @@ def _other_cuda_home(session: nox.Session) -> str:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """All tests; CUDA builds included where nvcc exists, GPU tests skipped without a GPU."""
-    session.install("-q", TORCH_CPU, "pytest", "numpy", "ninja", "packaging", "hatchling")
+    session.install("-q", TORCH_CPU, "pytest", "numpy", "ninja", "packaging", "hatchling", "build")
     _install_project(session)
     env = {}
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):

@@ -1,6 +1,6 @@
-"""minfer on CPU, end to end: one ninja run builds all 15 CPU specs, and every op loaded from
-those prebuilt files matches the plain-torch reference, passes opcheck and runs under
-torch.compile."""
+"""minfer end to end, per device: one ninja run builds all 15 specs of the device, and every op
+loaded from those prebuilt files matches the plain-torch reference, passes opcheck and runs
+under torch.compile. CPU runs everywhere; CUDA runs where a GPU is (the GPU machine)."""
 
 from __future__ import annotations
 
@@ -14,59 +14,79 @@ from pathlib import Path
 import pytest
 import torch
 
+import minfer
+from minfer import reference
+
 pytestmark = pytest.mark.slow
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 1e-3), torch.bfloat16: (1.6e-2, 1e-2)}
 
 
-@pytest.fixture(scope="module")
-def cpu_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
-    out = tmp_path_factory.mktemp("minfer-cpu")
+NO_GPU = not torch.cuda.is_available()
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(NO_GPU, reason="no GPU: CUDA kernels run only on the GPU machine")]),
+]
+# sm_90a for the H100 of the GPU machine, plus the visible GPU's own arch elsewhere.
+GPU_ARCHS = "9.0a" if NO_GPU or torch.cuda.get_device_capability() == (9, 0) else "{}.{}".format(*torch.cuda.get_device_capability())
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def device_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, subprocess.CompletedProcess]:
+    device = request.param
+    out = tmp_path_factory.mktemp(f"minfer-{device}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_"))}
     env["TORCHWHEEL_CACHE_DIR"] = str(out / "cache")
-    result = subprocess.run(
-        [sys.executable, "-m", "torchwheel", "build", "minfer", "--device", "cpu", "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=1800,
-    )
+    command = [sys.executable, "-m", "torchwheel", "build", "minfer", "--device", device, "--out", str(out)]
+    if device == "cuda":
+        command += ["--arch-list", GPU_ARCHS]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
-    return out, result
+    return device, out, result
 
 
 @pytest.fixture(scope="module")
-def minfer_prebuilt(cpu_build: tuple[Path, subprocess.CompletedProcess]) -> Iterator[object]:
-    """minfer in this process, reading prebuilt files only: any JIT attempt is an error."""
+def minfer_prebuilt(device_build) -> Iterator[str]:
+    """minfer in this process, reading the device's prebuilt files only: a JIT attempt fails.
+    Returns the device to put tensors on."""
     import minfer
     from minfer import ops
 
+    device, out, _ = device_build
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINFER_AOT_PATH", str(cpu_build[0] / "data" / "aot"))
+        patch.setenv("MINFER_AOT_PATH", str(out / "data" / "aot"))
         patch.setenv("MINFER_DISABLE_JIT", "1")
-        ops._loader.__dict__.pop("settings", None)
+        for cached in ("settings", "_manifests"):
+            ops._loader.__dict__.pop(cached, None)
         assert ops._loader.settings.disable_jit  # read once, kept for the module's tests
-    yield minfer
+    yield device
     assert all(spec.origin == "prebuilt" for spec in minfer.loaded_specs().values())
 
 
-def test_the_wrapper_subninjas_each_of_the_15_cpu_specs(cpu_build) -> None:
-    out, result = cpu_build
+def test_the_wrapper_subninjas_each_of_the_15_specs(device_build) -> None:
+    device, out, result = device_build
     wrapper = (out / "build" / "build.ninja").read_text().splitlines()
     subninjas = sorted(line for line in wrapper if line.startswith("subninja "))
     assert len(subninjas) == 15
-    assert "subninja " + str(out / "build" / "rmsnorm_bf16_cpu" / "build.ninja") in subninjas
+    assert "subninja " + str(out / "build" / f"rmsnorm_bf16_{device}" / "build.ninja") in subninjas
     # 15 specs x (kernel + binding + link), all in the one run.
     assert "[45/45]" in result.stdout
 
 
-def test_the_manifest_records_what_each_file_was_built_for(cpu_build) -> None:
-    out, _ = cpu_build
+def test_the_manifest_records_what_each_file_was_built_for(device_build) -> None:
+    device, out, _ = device_build
     manifest = json.loads((out / "data" / "aot" / "manifest.json").read_text())
     assert manifest["schema"] == 1 and manifest["project"] == "minfer"
-    entry = manifest["specs"]["silu_and_mul_fp16_cpu"]
-    assert entry["file"] == "silu_and_mul_fp16_cpu/silu_and_mul_fp16_cpu.so"
+    entry = manifest["specs"][f"silu_and_mul_fp16_{device}"]
+    assert entry["file"] == f"silu_and_mul_fp16_{device}/silu_and_mul_fp16_{device}.so"
     assert entry["torch_version"] == torch.__version__
     assert entry["cxx11_abi"] == torch._C._GLIBCXX_USE_CXX11_ABI
-    assert entry["device"] == "cpu" and entry["cuda_version"] is None
+    assert entry["device"] == device
+    if device == "cpu":
+        assert entry["cuda_version"] is None and entry["arch_list"] == []
+    else:
+        assert entry["cuda_version"] == torch.version.cuda and entry["arch_list"] == [GPU_ARCHS]
     assert str(out) not in json.dumps(manifest)  # no build path recorded
 
 
@@ -75,26 +95,27 @@ def close(got: torch.Tensor, want: torch.Tensor) -> None:
     torch.testing.assert_close(got, want, rtol=rtol, atol=atol)
 
 
+def rand(shape: tuple[int, ...] | int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.randn(shape).to(device=device, dtype=dtype)
+
+
 SHAPES = [(0, 8), (1, 1), (3, 7), (4, 4099)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_rmsnorm_matches_the_reference(minfer_prebuilt, dtype, shape) -> None:
-    from minfer import reference
-
-    x, w = torch.randn(shape).to(dtype), torch.randn(shape[-1]).to(dtype)
-    close(minfer_prebuilt.rmsnorm(x, w, 1e-5), reference.rmsnorm(x, w, 1e-5))
+    x, w = rand(shape, dtype, minfer_prebuilt), rand(shape[-1], dtype, minfer_prebuilt)
+    close(minfer.rmsnorm(x, w, 1e-5), reference.rmsnorm(x, w, 1e-5))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_fused_add_rmsnorm_updates_input_and_residual(minfer_prebuilt, dtype, shape) -> None:
-    from minfer import reference
-
-    x, r, w = torch.randn(shape).to(dtype), torch.randn(shape).to(dtype), torch.randn(shape[-1]).to(dtype)
+    device = minfer_prebuilt
+    x, r, w = rand(shape, dtype, device), rand(shape, dtype, device), rand(shape[-1], dtype, device)
     want_x, want_r = reference.fused_add_rmsnorm(x, r, w)
-    minfer_prebuilt.fused_add_rmsnorm(x, r, w)
+    minfer.fused_add_rmsnorm(x, r, w)
     close(x, want_x)
     close(r, want_r)
 
@@ -103,10 +124,8 @@ def test_fused_add_rmsnorm_updates_input_and_residual(minfer_prebuilt, dtype, sh
 @pytest.mark.parametrize("op", ["silu_and_mul", "gelu_tanh_and_mul"])
 @pytest.mark.parametrize("shape", [(0, 4), (1, 2), (2, 3, 14), (5, 2 * 4099)], ids=str)
 def test_gated_activations_match_the_reference(minfer_prebuilt, dtype, op, shape) -> None:
-    from minfer import reference
-
-    x = (3 * torch.randn(shape)).to(dtype)
-    got = getattr(minfer_prebuilt, op)(x)
+    x = 3 * rand(shape, dtype, minfer_prebuilt)
+    got = getattr(minfer, op)(x)
     assert got.shape == (*shape[:-1], shape[-1] // 2)
     close(got, getattr(reference, op)(x))
 
@@ -114,26 +133,24 @@ def test_gated_activations_match_the_reference(minfer_prebuilt, dtype, op, shape
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(("tokens", "heads", "kv_heads", "head_dim"), [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128)])
 def test_apply_rope_rotates_q_and_k_in_place(minfer_prebuilt, dtype, tokens, heads, kv_heads, head_dim) -> None:
-    from minfer import reference
-
-    q, k = torch.randn(tokens, heads, head_dim).to(dtype), torch.randn(tokens, kv_heads, head_dim).to(dtype)
-    positions = torch.randint(0, 4096, (tokens,))
+    device = minfer_prebuilt
+    q, k = rand((tokens, heads, head_dim), dtype, device), rand((tokens, kv_heads, head_dim), dtype, device)
+    positions = torch.randint(0, 4096, (tokens,)).to(device)
     want_q, want_k = reference.apply_rope(q, k, positions, 1e4)
-    got_q, got_k = minfer_prebuilt.apply_rope(q, k, positions, 1e4)
+    got_q, got_k = minfer.apply_rope(q, k, positions, 1e4)
     assert got_q is q and got_k is k
     close(q, want_q)
     close(k, want_k)
 
 
-def opcheck_cases(dtype: torch.dtype) -> dict[str, tuple]:
-    x = torch.randn(3, 16).to(dtype)
-    w = torch.randn(16).to(dtype)
+def opcheck_cases(dtype: torch.dtype, device: str) -> dict[str, tuple]:
+    x, w = rand((3, 16), dtype, device), rand(16, dtype, device)
     return {
         "rmsnorm": (torch.empty_like(x), x, w, 1e-6),
-        "fused_add_rmsnorm": (x.clone(), torch.randn(3, 16).to(dtype), w, 1e-6),
-        "silu_and_mul": (torch.empty(3, 8).to(dtype), x),
-        "gelu_tanh_and_mul": (torch.empty(3, 8).to(dtype), x),
-        "apply_rope": (torch.randn(4, 2, 8).to(dtype), torch.randn(4, 1, 8).to(dtype), torch.arange(4), 1e4),
+        "fused_add_rmsnorm": (x.clone(), rand((3, 16), dtype, device), w, 1e-6),
+        "silu_and_mul": (rand((3, 8), dtype, device), x),
+        "gelu_tanh_and_mul": (rand((3, 8), dtype, device), x),
+        "apply_rope": (rand((4, 2, 8), dtype, device), rand((4, 1, 8), dtype, device), torch.arange(4, device=device), 1e4),
     }
 
 
@@ -142,19 +159,18 @@ def opcheck_cases(dtype: torch.dtype) -> dict[str, tuple]:
 def test_every_op_passes_opcheck(minfer_prebuilt, op, dtype) -> None:
     from minfer import ops
 
-    args = opcheck_cases(dtype)[op]
+    args = opcheck_cases(dtype, minfer_prebuilt)[op]
     torch.library.opcheck(ops._op(op, args[1]), args)
 
 
 def test_ops_run_under_torch_compile_fullgraph(minfer_prebuilt) -> None:
-    from minfer import reference
-
     def block(x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        minfer_prebuilt.fused_add_rmsnorm(x, residual, w)
-        return minfer_prebuilt.silu_and_mul(minfer_prebuilt.rmsnorm(x, w))
+        minfer.fused_add_rmsnorm(x, residual, w)
+        return minfer.silu_and_mul(minfer.rmsnorm(x, w))
 
     compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
-    x, r, w = torch.randn(4, 32), torch.randn(4, 32), torch.randn(32)
+    device = minfer_prebuilt
+    x, r, w = rand((4, 32), torch.float32, device), rand((4, 32), torch.float32, device), rand(32, torch.float32, device)
     want_x, _ = reference.fused_add_rmsnorm(x, r, w)
     want = reference.silu_and_mul(reference.rmsnorm(want_x, w))
     close(compiled(x.clone(), r.clone(), w), want)
@@ -174,8 +190,6 @@ def test_ops_run_under_torch_compile_fullgraph(minfer_prebuilt) -> None:
     ],
 )
 def test_bad_arguments_get_one_clear_line(call, message: str) -> None:
-    import minfer
-
     with pytest.raises(ValueError, match=message) as caught:
         call(minfer)
     assert "\n" not in str(caught.value)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
+SOURCE_SUFFIXES = {".h", ".hpp", ".cuh", ".c", ".cc", ".cpp", ".cu"}
+
 
 class CustomBuildHook(BuildHookInterface):
     def initialize(self, version: str, build_data: dict) -> None:
@@ -24,4 +26,7 @@ class CustomBuildHook(BuildHookInterface):
                 f"{root.parent.parent / 'csrc'}); build from a full checkout or from minfer's sdist"
             )
         inside = "src/minfer/csrc" if self.target_name == "sdist" else "minfer/csrc"
-        build_data["force_include"][str(csrc)] = inside
+        # Sources and headers only: never a build tree or a stray script that sits beside them.
+        for path in sorted(csrc.rglob("*")):
+            if path.suffix in SOURCE_SUFFIXES and path.is_file():
+                build_data["force_include"][str(path)] = f"{inside}/{path.relative_to(csrc)}"

@@ -41,8 +41,10 @@ def apply_rope(
     half = head_dim // 2
     # theta^(-2i/head_dim): the exponent in float32, the power rounded once from float64, so
     # that the angle of a position in the thousands is not off by float32 pow's last bits.
-    exponents = -(torch.arange(half, dtype=torch.float32, device=q.device) * 2 / head_dim)
-    inv_freq = torch.pow(theta, exponents.double()).float()
+    # Computed on the CPU: CUDA divides by a scalar through its reciprocal, which is off by an
+    # ulp where head_dim is not a power of two.
+    exponents = -(torch.arange(half, dtype=torch.float32) * 2 / head_dim)
+    inv_freq = torch.pow(theta, exponents.double()).float().to(q.device)
     angles = positions.float()[:, None] * inv_freq[None, :]  # [tokens, half]
     cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
 
