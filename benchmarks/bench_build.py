@@ -42,17 +42,28 @@ print(time.perf_counter() - started)
 
 
 def cpp_extension_one_by_one(device: str, root: Path, arch_list: str | None) -> float:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
+        ),
+    }
     if arch_list:
         env["TORCH_CUDA_ARCH_LIST"] = arch_list
     result = subprocess.run(
-        [sys.executable, "-c", ONE_BY_ONE, device, str(root)], check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-c", ONE_BY_ONE, device, str(root)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     return float(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--arch-list", default=None)
     args = parser.parse_args()

@@ -40,7 +40,10 @@ def check_all(device: str) -> list[str]:
         pairs["fused_add_rmsnorm"] = (torch.cat([x2, r2]), torch.cat([expected_x, expected_r]))
         expected_q, expected_k = reference.apply_rope(q, k, positions)
         minfer.apply_rope(q, k, positions)
-        pairs["apply_rope"] = (torch.cat([q.flatten(), k.flatten()]), torch.cat([expected_q.flatten(), expected_k.flatten()]))
+        pairs["apply_rope"] = (
+            torch.cat([q.flatten(), k.flatten()]),
+            torch.cat([expected_q.flatten(), expected_k.flatten()]),
+        )
         for op, (got, want) in pairs.items():
             error = (got.float() - want.float()).abs().max().item()
             ok = torch.allclose(got.float(), want.float(), rtol=rtol, atol=atol)

@@ -92,7 +92,9 @@ def tiny_project(tmp_path: Path) -> Path:
     return root
 
 
-def run_python(code: str, env: dict[str, str], cwd: Path | None = None, python: str | None = None) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, env: dict[str, str], cwd: Path | None = None, python: str | None = None
+) -> subprocess.CompletedProcess:
     """Run code in a fresh interpreter (a real second process); fail the test with its output."""
     result = subprocess.run(
         [python or sys.executable, "-c", textwrap.dedent(code)],

@@ -27,7 +27,9 @@ def test_nvcc_flags_name_machine_code_and_ptx() -> None:
 
 @pytest.mark.parametrize("text", ["9", "sm90", "9.0b", "ninety", "9.0+ptx+ptx"])
 def test_a_malformed_arch_is_one_line_with_the_accepted_forms(text: str) -> None:
-    with pytest.raises(SettingsError, match=rf"CUDA arch '{re.escape(text)}' is not understood; write it as 9.0"):
+    with pytest.raises(
+        SettingsError, match=rf"CUDA arch '{re.escape(text)}' is not understood; write it as 9.0"
+    ):
         parse_arch_list(text)
 
 

@@ -27,8 +27,23 @@ def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
 def cuda_build(torch214_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("minfer-cuda")
     result = subprocess.run(
-        [torch214_python, "-m", "torchwheel", "build", "minfer", "--device", "cuda", "--arch-list", "9.0a", "--out", str(out)],
-        env=clean_env(out, CUDA_HOME=str(CUDA_HOME)), capture_output=True, text=True, timeout=3000,
+        [
+            torch214_python,
+            "-m",
+            "torchwheel",
+            "build",
+            "minfer",
+            "--device",
+            "cuda",
+            "--arch-list",
+            "9.0a",
+            "--out",
+            str(out),
+        ],
+        env=clean_env(out, CUDA_HOME=str(CUDA_HOME)),
+        capture_output=True,
+        text=True,
+        timeout=3000,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out
@@ -75,7 +90,9 @@ print(json.dumps({"key": key, "hit": hit is not None, "nvcc": toolchain.nvcc.ver
 """
 
 
-def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(torch214_python: str, tmp_path: Path) -> None:
+def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(
+    torch214_python: str, tmp_path: Path
+) -> None:
     env = clean_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a")
     first = run_python(JIT_LOAD, {**env, "CUDA_HOME": str(CUDA_HOME)}, python=torch214_python)
     assert json.loads(first.stdout.splitlines()[-1])["origin"] == "jit-build"
@@ -89,8 +106,12 @@ def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(torch21
     other_home = os.environ.get("TORCHWHEEL_TEST_OTHER_CUDA_HOME")
     if not other_home:
         pytest.skip("no second CUDA toolkit: `nox -s tests` installs nvcc 13.2 from PyPI")
-    same = json.loads(run_python(KEY_OF, {**env, "CUDA_HOME": str(link)}, python=torch214_python).stdout.splitlines()[-1])
-    other = json.loads(run_python(KEY_OF, {**env, "CUDA_HOME": other_home}, python=torch214_python).stdout.splitlines()[-1])
+    same = json.loads(
+        run_python(KEY_OF, {**env, "CUDA_HOME": str(link)}, python=torch214_python).stdout.splitlines()[-1]
+    )
+    other = json.loads(
+        run_python(KEY_OF, {**env, "CUDA_HOME": other_home}, python=torch214_python).stdout.splitlines()[-1]
+    )
     assert same["hit"] and "release 13.0" in same["nvcc"]
     assert not other["hit"] and "release 13.2" in other["nvcc"]
     assert other["key"] != same["key"]
@@ -100,6 +121,7 @@ def test_no_toolkit_is_one_clear_line(torch214_python: str, tmp_path: Path) -> N
     env = clean_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a", CUDA_HOME=str(tmp_path / "nowhere"))
     result = subprocess.run([torch214_python, "-c", JIT_LOAD], env=env, capture_output=True, text=True)
     assert result.returncode != 0
-    assert f"no CUDA toolkit found (CUDA_HOME={tmp_path / 'nowhere'}); set CUDA_HOME to a toolkit that has bin/nvcc" in result.stderr
-
-
+    assert (
+        f"no CUDA toolkit found (CUDA_HOME={tmp_path / 'nowhere'}); "
+        "set CUDA_HOME to a toolkit that has bin/nvcc" in result.stderr
+    )

@@ -17,7 +17,8 @@ from tiny_project import PROJECT
 loaded = Loader(PROJECT).load("scale_a")
 x = torch.ones(2)
 torch.ops.tiny.scale_a(x)
-print(json.dumps({"origin": loaded.origin, "reason": loaded.reason, "path": str(loaded.path), "value": x[0].item()}))
+facts = {"origin": loaded.origin, "reason": loaded.reason, "path": str(loaded.path)}
+print(json.dumps({**facts, "value": x[0].item()}))
 """
 
 
@@ -26,7 +27,9 @@ def use_tiny(project: Path, env: dict[str, str], **extra: str) -> tuple[dict, st
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
 
-def test_a_cold_spec_is_compiled_once_and_logged_with_reason_and_time(tiny_project: Path, private_env) -> None:
+def test_a_cold_spec_is_compiled_once_and_logged_with_reason_and_time(
+    tiny_project: Path, private_env
+) -> None:
     first, log = use_tiny(tiny_project, private_env)
     assert first["origin"] == "jit-build" and first["value"] == 2.0
     assert first["reason"] == "no prebuilt binary for it is installed"
@@ -69,10 +72,13 @@ def test_a_changed_flag_rebuilds(tiny_project: Path, private_env) -> None:
     assert second["origin"] == "jit-build" and second["value"] == 5.0
 
 
-def test_a_prebuilt_binary_for_another_torch_is_refused_with_its_reason(tiny_project: Path, private_env) -> None:
+def test_a_prebuilt_binary_for_another_torch_is_refused_with_its_reason(
+    tiny_project: Path, private_env
+) -> None:
     out = tiny_project / "out"
     run_python(
-        f"import sys; from torchwheel.cli import main; sys.exit(main(['build', 'tiny_project:PROJECT', '--out', {str(out)!r}]))",
+        "import sys; from torchwheel.cli import main; "
+        f"sys.exit(main(['build', 'tiny_project:PROJECT', '--out', {str(out)!r}]))",
         {**private_env, "PYTHONPATH": str(tiny_project)},
     )
     aot = out / "data" / "aot"
@@ -82,18 +88,23 @@ def test_a_prebuilt_binary_for_another_torch_is_refused_with_its_reason(tiny_pro
     (aot / "manifest.json").write_text(json.dumps(manifest))
     loaded, log = use_tiny(tiny_project, private_env, TINY_AOT_PATH=str(aot))
     assert loaded["origin"] == "jit-build"
-    assert loaded["reason"].startswith(f"prebuilt {aot}/scale_a/scale_a.so: built for torch 2.12, running torch is 2.13")
+    assert loaded["reason"].startswith(
+        f"prebuilt {aot}/scale_a/scale_a.so: built for torch 2.12, running torch is 2.13"
+    )
     assert "JIT-built scale_a" in log
 
 
 def test_with_jit_disabled_the_error_lists_why_nothing_could_load(tiny_project: Path, private_env) -> None:
-    code = USE_TINY.replace('loaded = Loader(PROJECT).load("scale_a")', """
+    code = USE_TINY.replace(
+        'loaded = Loader(PROJECT).load("scale_a")',
+        """
 from torchwheel.errors import LoadError
 try:
     Loader(PROJECT).load("scale_a")
 except LoadError as error:
     print(error); sys.exit(0)
-sys.exit(1)""")
+sys.exit(1)""",
+    )
     result = run_python(code, {**private_env, "PYTHONPATH": str(tiny_project), "TINY_DISABLE_JIT": "1"})
     assert result.stdout.strip() == (
         "tiny: cannot load scale_a: no prebuilt binary for it is installed; JIT is disabled by "

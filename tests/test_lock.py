@@ -42,7 +42,9 @@ def test_a_waiter_says_who_holds_the_lock(tmp_path: Path) -> None:
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     waits: list[str] = []
     try:
-        killer = subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(1); os.kill({holder.pid}, 9)"])
+        killer = subprocess.Popen(
+            [sys.executable, "-c", f"import time, os; time.sleep(1); os.kill({holder.pid}, 9)"]
+        )
         with exclusive_lock(lock, on_wait=waits.append):
             pass
         killer.wait()
@@ -56,7 +58,10 @@ def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere"
     target.write_text("")
     (tmp_path / "spec.lock").symlink_to(target)
-    with pytest.raises(SettingsError, match=r"lock file .*spec.lock is a symlink; remove it"), exclusive_lock(tmp_path / "spec.lock"):
+    with (
+        pytest.raises(SettingsError, match=r"lock file .*spec.lock is a symlink; remove it"),
+        exclusive_lock(tmp_path / "spec.lock"),
+    ):
         pass
 
 
@@ -69,7 +74,9 @@ def test_a_dir_writable_by_others_is_refused(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with pytest.raises(SettingsError, match=r"cache dir .*shared is writable by other users \(mode 777\); run chmod 700"):
+    with pytest.raises(
+        SettingsError, match=r"cache dir .*shared is writable by other users \(mode 777\); run chmod 700"
+    ):
         ensure_private_dir(shared, "cache dir")
 
 

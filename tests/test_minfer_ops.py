@@ -26,14 +26,26 @@ TOLERANCE = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 1e-3), torch.bfl
 NO_GPU = not torch.cuda.is_available()
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(NO_GPU, reason="no GPU: CUDA kernels run only on the GPU machine")]),
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(NO_GPU, reason="no GPU: CUDA kernels run only on the GPU machine"),
+        ],
+    ),
 ]
 # sm_90a for the H100 of the GPU machine, plus the visible GPU's own arch elsewhere.
-GPU_ARCHS = "9.0a" if NO_GPU or torch.cuda.get_device_capability() == (9, 0) else "{}.{}".format(*torch.cuda.get_device_capability())
+GPU_ARCHS = (
+    "9.0a"
+    if NO_GPU or torch.cuda.get_device_capability() == (9, 0)
+    else "{}.{}".format(*torch.cuda.get_device_capability())
+)
 
 
 @pytest.fixture(scope="module", params=DEVICES)
-def device_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, subprocess.CompletedProcess]:
+def device_build(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, subprocess.CompletedProcess]:
     device = request.param
     out = tmp_path_factory.mktemp(f"minfer-{device}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_"))}
@@ -131,8 +143,12 @@ def test_gated_activations_match_the_reference(minfer_prebuilt, dtype, op, shape
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize(("tokens", "heads", "kv_heads", "head_dim"), [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128)])
-def test_apply_rope_rotates_q_and_k_in_place(minfer_prebuilt, dtype, tokens, heads, kv_heads, head_dim) -> None:
+@pytest.mark.parametrize(
+    ("tokens", "heads", "kv_heads", "head_dim"), [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128)]
+)
+def test_apply_rope_rotates_q_and_k_in_place(
+    minfer_prebuilt, dtype, tokens, heads, kv_heads, head_dim
+) -> None:
     device = minfer_prebuilt
     q, k = rand((tokens, heads, head_dim), dtype, device), rand((tokens, kv_heads, head_dim), dtype, device)
     positions = torch.randint(0, 4096, (tokens,)).to(device)
@@ -150,12 +166,19 @@ def opcheck_cases(dtype: torch.dtype, device: str) -> dict[str, tuple]:
         "fused_add_rmsnorm": (x.clone(), rand((3, 16), dtype, device), w, 1e-6),
         "silu_and_mul": (rand((3, 8), dtype, device), x),
         "gelu_tanh_and_mul": (rand((3, 8), dtype, device), x),
-        "apply_rope": (rand((4, 2, 8), dtype, device), rand((4, 1, 8), dtype, device), torch.arange(4, device=device), 1e4),
+        "apply_rope": (
+            rand((4, 2, 8), dtype, device),
+            rand((4, 1, 8), dtype, device),
+            torch.arange(4, device=device),
+            1e4,
+        ),
     }
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("op", ["rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope"])
+@pytest.mark.parametrize(
+    "op", ["rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope"]
+)
 def test_every_op_passes_opcheck(minfer_prebuilt, op, dtype) -> None:
     from minfer import ops
 
@@ -170,7 +193,11 @@ def test_ops_run_under_torch_compile_fullgraph(minfer_prebuilt) -> None:
 
     compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
     device = minfer_prebuilt
-    x, r, w = rand((4, 32), torch.float32, device), rand((4, 32), torch.float32, device), rand(32, torch.float32, device)
+    x, r, w = (
+        rand((4, 32), torch.float32, device),
+        rand((4, 32), torch.float32, device),
+        rand(32, torch.float32, device),
+    )
     want_x, _ = reference.fused_add_rmsnorm(x, r, w)
     want = reference.silu_and_mul(reference.rmsnorm(want_x, w))
     close(compiled(x.clone(), r.clone(), w), want)
@@ -179,14 +206,35 @@ def test_ops_run_under_torch_compile_fullgraph(minfer_prebuilt) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda m: m.rmsnorm(torch.randn(2, 8), torch.randn(7)), r"minfer.rmsnorm: weight has shape \(7,\), expected \(8,\)"),
-        (lambda m: m.rmsnorm(torch.randn(2, 8).half(), torch.randn(8)), r"weight has dtype torch.float32 but input has torch.float16; cast one"),
-        (lambda m: m.rmsnorm(torch.randn(8, 2).t(), torch.randn(8)), r"input is not contiguous; pass input.contiguous\(\)"),
-        (lambda m: m.rmsnorm(torch.randn(2, 8).double(), torch.randn(8).double()), r"input has dtype torch.float64; use float16, bfloat16 or float32"),
+        (
+            lambda m: m.rmsnorm(torch.randn(2, 8), torch.randn(7)),
+            r"minfer.rmsnorm: weight has shape \(7,\), expected \(8,\)",
+        ),
+        (
+            lambda m: m.rmsnorm(torch.randn(2, 8).half(), torch.randn(8)),
+            r"weight has dtype torch.float32 but input has torch.float16; cast one",
+        ),
+        (
+            lambda m: m.rmsnorm(torch.randn(8, 2).t(), torch.randn(8)),
+            r"input is not contiguous; pass input.contiguous\(\)",
+        ),
+        (
+            lambda m: m.rmsnorm(torch.randn(2, 8).double(), torch.randn(8).double()),
+            r"input has dtype torch.float64; use float16, bfloat16 or float32",
+        ),
         (lambda m: m.silu_and_mul(torch.randn(2, 7)), r"minfer.silu_and_mul: input's last dim must be even"),
-        (lambda m: m.fused_add_rmsnorm(torch.randn(2, 8), torch.randn(3, 8), torch.randn(8)), r"residual has shape \(3, 8\), expected \(2, 8\)"),
-        (lambda m: m.apply_rope(torch.randn(2, 1, 8), torch.randn(2, 1, 8), torch.arange(2).int()), r"positions must be int64 of shape \(2,\)"),
-        (lambda m: m.apply_rope(torch.randn(2, 1, 7), torch.randn(2, 1, 7), torch.arange(2)), r"head_dim must be even, got 7"),
+        (
+            lambda m: m.fused_add_rmsnorm(torch.randn(2, 8), torch.randn(3, 8), torch.randn(8)),
+            r"residual has shape \(3, 8\), expected \(2, 8\)",
+        ),
+        (
+            lambda m: m.apply_rope(torch.randn(2, 1, 8), torch.randn(2, 1, 8), torch.arange(2).int()),
+            r"positions must be int64 of shape \(2,\)",
+        ),
+        (
+            lambda m: m.apply_rope(torch.randn(2, 1, 7), torch.randn(2, 1, 7), torch.arange(2)),
+            r"head_dim must be even, got 7",
+        ),
     ],
 )
 def test_bad_arguments_get_one_clear_line(call, message: str) -> None:

@@ -7,6 +7,7 @@ process that only runs bf16 rmsnorm on CUDA never loads (or JIT-builds) anything
 from __future__ import annotations
 
 import torch
+
 from torchwheel import LoadedSpec, Loader
 
 from ._project import PROJECT, spec_name
@@ -91,9 +92,7 @@ def fused_add_rmsnorm(
             f"residual has shape {tuple(residual.shape)}, expected {tuple(input.shape)} like input",
         )
     hidden = input.shape[-1]
-    _op("fused_add_rmsnorm", input)(
-        input.view(-1, hidden), residual.view(-1, hidden), weight, float(eps)
-    )
+    _op("fused_add_rmsnorm", input)(input.view(-1, hidden), residual.view(-1, hidden), weight, float(eps))
 
 
 def _gated(op: str, input: torch.Tensor) -> torch.Tensor:

@@ -71,8 +71,7 @@ def parse_arch(text: str) -> CudaArch:
         kind, major, minor, suffix = match.groups()
         return CudaArch(int(major), int(minor), suffix, sass=kind == "sm", ptx=kind == "compute")
     raise SettingsError(
-        f"CUDA arch {text!r} is not understood; write it as 9.0, 9.0a, 10.0f, 12.0+PTX, sm_90a "
-        "or compute_90"
+        f"CUDA arch {text!r} is not understood; write it as 9.0, 9.0a, 10.0f, 12.0+PTX, sm_90a or compute_90"
     )
 
 

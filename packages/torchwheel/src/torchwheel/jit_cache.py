@@ -58,7 +58,9 @@ class JitCache:
                 return found, False
             work = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=spec_dir))
             try:
-                result = build_specs([spec], target, toolchain, archs, work / "build", jobs=jobs, progress=progress)
+                result = build_specs(
+                    [spec], target, toolchain, archs, work / "build", jobs=jobs, progress=progress
+                )
                 staged = work / "entry"
                 staged.mkdir()
                 os.replace(result.libraries[spec.name], staged / f"{spec.name}.so")

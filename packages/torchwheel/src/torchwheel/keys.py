@@ -79,9 +79,7 @@ def key_inputs(
     }
 
 
-def cache_key(
-    spec: JitSpec, target: TorchTarget, toolchain: Toolchain, archs: tuple[CudaArch, ...]
-) -> str:
+def cache_key(spec: JitSpec, target: TorchTarget, toolchain: Toolchain, archs: tuple[CudaArch, ...]) -> str:
     inputs = key_inputs(spec, target, toolchain, archs)
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

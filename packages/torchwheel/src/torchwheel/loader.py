@@ -151,7 +151,9 @@ class Loader:
         )
         seconds = time.monotonic() - started
         if not compiled:
-            logger.info("%s: %s was built by another process meanwhile (waited %.1f s)", project, spec.name, seconds)
+            logger.info(
+                "%s: %s was built by another process meanwhile (waited %.1f s)", project, spec.name, seconds
+            )
             return path, "jit-cache", reason
         logger.info("%s: JIT-built %s in %.1f s (%s)", project, spec.name, seconds, reason)
         return path, "jit-build", reason

@@ -56,8 +56,7 @@ def read_manifest(directory: Path) -> Manifest:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(
-            f"manifest {path} is unreadable ({error.__class__.__name__}); reinstall the package "
-            "that holds it"
+            f"manifest {path} is unreadable ({error.__class__.__name__}); reinstall the package that holds it"
         ) from error
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__

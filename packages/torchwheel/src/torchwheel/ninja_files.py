@@ -101,12 +101,15 @@ def spec_ninja_text(
         )
         ninja.variable(
             "torch_cuda_cflags",
-            _command_words([*host, *flags.nvcc_torch, *nvcc_maps, *own_includes, *cuda_includes, *torch_includes]),
+            _command_words(
+                [*host, *flags.nvcc_torch, *nvcc_maps, *own_includes, *cuda_includes, *torch_includes]
+            ),
         )
         for rule, variable in (("nvcc", "cuda_cflags"), ("nvcc_torch", "torch_cuda_cflags")):
             ninja.rule(
                 rule,
-                f"$nvcc --generate-dependencies-with-compile --dependency-output $out.d ${variable} -c $in -o $out",
+                "$nvcc --generate-dependencies-with-compile --dependency-output $out.d "
+                f"${variable} -c $in -o $out",
                 depfile="$out.d",
                 deps="gcc",
                 description="$spec: $src",

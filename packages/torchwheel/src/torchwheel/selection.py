@@ -81,10 +81,7 @@ def rejection_reason(entry: ManifestEntry, runtime: RuntimeEnv) -> str | None:
     if built_major != run_major:
         return f"built for CUDA {entry.cuda_version}, running torch uses CUDA {runtime.cuda_version}"
     if built_minor > run_minor:
-        return (
-            f"built for CUDA {entry.cuda_version}, newer than running torch's CUDA "
-            f"{runtime.cuda_version}"
-        )
+        return f"built for CUDA {entry.cuda_version}, newer than running torch's CUDA {runtime.cuda_version}"
     try:
         archs = parse_arch_list(";".join(entry.arch_list))
     except SettingsError:

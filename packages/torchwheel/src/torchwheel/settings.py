@@ -42,8 +42,7 @@ class Settings:
         force_jit = reader.boolean("FORCE_JIT")
         if disable_jit and force_jit:
             raise SettingsError(
-                f"{reader.name('DISABLE_JIT')} and {reader.name('FORCE_JIT')} are both set; "
-                "unset one of them"
+                f"{reader.name('DISABLE_JIT')} and {reader.name('FORCE_JIT')} are both set; unset one of them"
             )
         return cls(
             prefix=prefix,

@@ -78,9 +78,7 @@ class JitSpec:
                 "'_' (it names the .so file and the cache entry)"
             )
         if self.device not in DEVICES:
-            raise SpecError(
-                f"JitSpec {self.name!r}: device {self.device!r} is unknown; use one of {DEVICES}"
-            )
+            raise SpecError(f"JitSpec {self.name!r}: device {self.device!r} is unknown; use one of {DEVICES}")
         if not self.all_sources:
             raise SpecError(f"JitSpec {self.name!r} has no sources; give at least one .cpp or .cu")
         allowed = CXX_SUFFIXES | (CUDA_SUFFIXES if self.device == "cuda" else frozenset())
@@ -93,8 +91,7 @@ class JitSpec:
                 )
             if not path.is_file():
                 raise SpecError(
-                    f"JitSpec {self.name!r}: source {path} does not exist; fix the path or add "
-                    "the file"
+                    f"JitSpec {self.name!r}: source {path} does not exist; fix the path or add the file"
                 )
         for directory in self.include_dirs:
             if not directory.is_dir():
@@ -109,7 +106,6 @@ def check_unique_names(specs: Iterable[JitSpec]) -> None:
     for spec in specs:
         if spec.name in seen:
             raise SpecError(
-                f"JitSpec name {spec.name!r} appears twice in one project; give each spec its "
-                "own name"
+                f"JitSpec name {spec.name!r} appears twice in one project; give each spec its own name"
             )
         seen.add(spec.name)

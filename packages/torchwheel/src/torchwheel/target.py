@@ -67,9 +67,7 @@ class TorchTarget:
     @classmethod
     def probe(cls, python: str | Path) -> TorchTarget:
         """The torch installed for another interpreter (a venv per matrix cell)."""
-        result = subprocess.run(
-            [str(python), "-c", _PROBE], capture_output=True, text=True, check=False
-        )
+        result = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise ToolchainError(

@@ -46,9 +46,7 @@ def find_toolchain(cxx: str, cuda_home: Path | None, *, need_cuda: bool) -> Tool
     home = cuda_home or _default_cuda_home()
     if home is None or not (home / "bin" / "nvcc").is_file():
         where = f"CUDA_HOME={home}" if home else "no CUDA_HOME and no nvcc on PATH"
-        raise ToolchainError(
-            f"no CUDA toolkit found ({where}); set CUDA_HOME to a toolkit that has bin/nvcc"
-        )
+        raise ToolchainError(f"no CUDA toolkit found ({where}); set CUDA_HOME to a toolkit that has bin/nvcc")
     nvcc = _compiler(str(home / "bin" / "nvcc"), "CUDA_HOME")
     match = re.search(r"release (\d+\.\d+)", nvcc.version)
     return Toolchain(compiler, nvcc, home, match.group(1) if match else None)
