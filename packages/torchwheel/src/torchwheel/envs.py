@@ -1,0 +1,58 @@
+"""A Python environment per torch version, so each matrix cell builds against its own torch.
+
+Environments live in one directory (default `.venvs/` of the current directory), are named by
+the torch version they hold (`torch-2.14.1`), are made once and reused, and are never the
+user's own environment: torch is never installed into the interpreter running torchwheel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import ToolchainError
+from .matrix import VariantCell
+from .target import TorchTarget
+
+_READY = ".torchwheel-ready"
+
+
+def cell_environment(cell: VariantCell, envs_dir: Path, say: Callable[[str], None] = print) -> Path:
+    """The interpreter of the environment holding the cell's torch; made on first use."""
+    env = envs_dir.absolute() / f"torch-{cell.torch_version}"
+    python = env / "bin" / "python"
+    if (env / _READY).is_file():
+        return python
+    say(f"creating {env} with torch=={cell.torch_version} (once; later runs reuse it)")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
+    # pip's own progress output stays on: a multi-GB torch download is minutes of work.
+    result = subprocess.run(
+        [str(python), "-m", "pip", "install", "--progress-bar", "off", f"torch=={cell.torch_version}"],
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ToolchainError(
+            f"installing torch=={cell.torch_version} into {env} failed (pip exit {result.returncode}); "
+            "see pip's output above, or pass --python with an interpreter that has it"
+        )
+    (env / _READY).touch()
+    return python
+
+
+def cell_target(cell: VariantCell, python: Path) -> TorchTarget:
+    """The cell's torch as installed for `python`, checked against what the cell needs."""
+    target = TorchTarget.probe(python)
+    public = target.version.split("+")[0]
+    if public != cell.torch_version:
+        raise ToolchainError(
+            f"cell {cell.id} builds against torch {cell.torch_version}, but {python} has {target.version}; "
+            "pass --python with an environment of that version"
+        )
+    if cell.cuda is not None and target.cuda_version != cell.cuda:
+        raise ToolchainError(
+            f"cell {cell.id} needs a CUDA {cell.cuda} build of torch {cell.torch_version}, but {python} has "
+            f"{target.version} (CUDA {target.cuda_version or 'none'}); install that build or pass --python"
+        )
+    return target

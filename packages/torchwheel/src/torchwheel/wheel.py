@@ -1,0 +1,105 @@
+"""Writing a variant wheel: only the prebuilt `.so` files and their manifest.
+
+The wheel is reproducible: entries in sorted order, every timestamp set to SOURCE_DATE_EPOCH,
+fixed permissions, no path of the build machine. Built twice from the same inputs, from any
+checkout path, it has the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import time
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from . import __version__
+
+# Zip cannot hold times before 1980.
+_EARLIEST = 315532800
+
+
+@dataclass(frozen=True)
+class WheelContents:
+    distribution: str  # "minfer-cpu-torch213"
+    version: str
+    summary: str
+    requires: tuple[str, ...]  # Requires-Dist lines
+    files: dict[str, Path]  # archive name -> file on disk
+    tag: str  # "py3-none-manylinux_2_35_x86_64"
+
+
+def source_date_epoch(default_from: Path | None = None) -> int:
+    """SOURCE_DATE_EPOCH, else the time of the last commit of the checkout at `default_from`."""
+    if value := os.environ.get("SOURCE_DATE_EPOCH"):
+        return max(int(value), _EARLIEST)
+    if default_from is not None:
+        import subprocess
+
+        result = subprocess.run(
+            ["git", "-C", str(default_from), "log", "-1", "--format=%ct"], capture_output=True, text=True
+        )
+        if result.returncode == 0 and result.stdout.strip().isdigit():
+            return max(int(result.stdout.strip()), _EARLIEST)
+    return _EARLIEST
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"sha256={digest}"
+
+
+def wheel_filename(contents: WheelContents) -> str:
+    name = re.sub(r"[-_.]+", "_", canonicalize_name(contents.distribution))
+    return f"{name}-{contents.version}-{contents.tag}.whl"
+
+
+def write_wheel(contents: WheelContents, out_dir: Path, epoch: int) -> Path:
+    name = re.sub(r"[-_.]+", "_", canonicalize_name(contents.distribution))
+    dist_info = f"{name}-{contents.version}.dist-info"
+    metadata = "".join(
+        [
+            "Metadata-Version: 2.1\n",
+            f"Name: {contents.distribution}\n",
+            f"Version: {contents.version}\n",
+            f"Summary: {contents.summary}\n",
+            *(f"Requires-Dist: {r}\n" for r in contents.requires),
+        ]
+    )
+    wheel_meta = (
+        f"Wheel-Version: 1.0\nGenerator: torchwheel {__version__}\nRoot-Is-Purelib: false\nTag: {contents.tag}\n"
+    )
+    entries: list[tuple[str, bytes, int]] = [
+        (arcname, path.read_bytes(), 0o755 if arcname.endswith(".so") else 0o644)
+        for arcname, path in sorted(contents.files.items())
+    ]
+    entries += [(f"{dist_info}/METADATA", metadata.encode(), 0o644), (f"{dist_info}/WHEEL", wheel_meta.encode(), 0o644)]
+    record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d, _ in entries) + f"{dist_info}/RECORD,,\n"
+    entries.append((f"{dist_info}/RECORD", record.encode(), 0o644))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / wheel_filename(contents)
+    temporary = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    stamp = time.gmtime(epoch)[:6]
+    with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for arcname, data, mode in entries:
+            info = zipfile.ZipInfo(arcname, date_time=stamp)
+            info.external_attr = (0o100000 | mode) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    os.replace(temporary, final)
+    return final
+
+
+def variant_files(aot_dir: Path, prefix: str, names: Sequence[str]) -> dict[str, Path]:
+    """Archive names for a prebuilt dir: `<prefix>/manifest.json`, `<prefix>/<name>/<name>.so`."""
+    files = {f"{prefix}/manifest.json": aot_dir / "manifest.json"}
+    for name in names:
+        files[f"{prefix}/{name}/{name}.so"] = aot_dir / name / f"{name}.so"
+    return files

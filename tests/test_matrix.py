@@ -1,0 +1,121 @@
+"""The matrix file names the cells; the CI workflow and the meta-package's extras follow it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from conftest import REPO
+from torchwheel.errors import SettingsError
+from torchwheel.matrix import load_matrix, parse_matrix
+from torchwheel.workflow import workflow_text
+
+MATRIX = REPO / "ci" / "matrix.toml"
+
+
+def torchwheel(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torchwheel", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_cells_are_accelerators_times_torch_versions_minus_exclusions() -> None:
+    matrix = load_matrix(MATRIX)
+    ids = {c.id for c in matrix.cells}
+    assert {"cpu-torch213", "cpu-torch214", "cu130-torch214"} <= ids
+    excluded = dict(matrix.excluded)
+    assert excluded["cu130-torch28"] == "cu130 needs torch >= 2.9"
+    assert not ids & set(excluded)
+
+
+def test_a_cell_knows_its_torch_cuda_archs_and_distribution_name() -> None:
+    cell = load_matrix(MATRIX).cell("cu130-torch214")
+    assert (cell.distribution, cell.torch_version, cell.cuda) == ("minfer-cu130-torch214", "2.14.1", "13.0")
+    assert cell.arch_list == "7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX"
+    assert cell.devices == ("cpu", "cuda")
+
+
+def test_the_name_template_serves_another_project() -> None:
+    data = {
+        "project": {"name": "flashinfer"},
+        "torch": {"2.5": "2.5.1"},
+        "accelerators": {"cu124": {"cuda": "12.4", "arch_list": "8.0;9.0a"}},
+    }
+    (cell,) = parse_matrix(data).cells
+    assert cell.distribution == "flashinfer-cu124-torch25"
+
+
+def test_matrix_ci_prints_one_github_job_per_cell() -> None:
+    result = torchwheel("matrix", "ci")
+    include = json.loads(result.stdout)["include"]
+    assert [job["id"] for job in include] == [c.id for c in load_matrix(MATRIX).cells]
+
+
+def test_the_checked_in_workflow_is_what_the_matrix_generates() -> None:
+    checked_in = (REPO / "ci" / "workflows" / "wheels.yml").read_text()
+    assert checked_in == workflow_text(load_matrix(MATRIX), "ci/matrix.toml"), (
+        "ci/workflows/wheels.yml drifted from ci/matrix.toml: run "
+        "`torchwheel matrix workflow > ci/workflows/wheels.yml`"
+    )
+
+
+def test_the_meta_package_has_one_extra_per_cell() -> None:
+    pyproject = tomllib.loads((REPO / "packages" / "minfer" / "pyproject.toml").read_text())
+    version = pyproject["project"]["version"]
+    extras = pyproject["project"]["optional-dependencies"]
+    expected = {c.id: [f"{c.distribution}=={version}"] for c in load_matrix(MATRIX).cells}
+    assert extras == expected
+
+
+def test_an_unknown_cell_is_one_line_naming_the_known_ones() -> None:
+    result = torchwheel("wheel", "--cell", "cu999-torch214", "--out", "/nonexistent")
+    assert result.returncode == 1
+    assert result.stderr.startswith("torchwheel: error: cell 'cu999-torch214' is not in the matrix; pick one of cpu-")
+    assert not Path("/nonexistent").exists()
+
+
+def test_an_excluded_cell_says_why() -> None:
+    with pytest.raises(
+        SettingsError, match=r"cell 'cu130-torch28' is excluded by the matrix \(cu130 needs torch >= 2.9\)"
+    ):
+        load_matrix(MATRIX).cell("cu130-torch28")
+
+
+BASE = {"project": {"name": "p"}, "torch": {"2.14": "2.14.1"}, "accelerators": {"cpu": {}}}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"project": {}}, r"\[project\] name is missing; add name ="),
+        ({"torch": {"2.14": "2.13.0"}}, r"\[torch\] '2.14' = '2.13.0' is not a 2.14 release"),
+        ({"torch": {"2.14": "latest"}}, r"\[torch\] '2.14' = 'latest' is not a version"),
+        ({"accelerators": {"cu130": {"arch_list": "9.0"}}}, r"\[accelerators.cu130\] has no cuda; add cuda ="),
+        ({"accelerators": {"cu130": {"cuda": "13.0"}}}, r"\[accelerators.cu130\] has no arch_list"),
+        ({"accelerators": {"cu130": {"cuda": "13.0", "arch_list": "9.9z"}}}, r"CUDA arch '9.9z' is not understood"),
+        (
+            {"exclude": [{"accel": "rocm", "torch": "2.14"}]},
+            r"\[\[exclude\]\] accel = 'rocm', torch = '2.14' names no cell",
+        ),
+        (
+            {"project": {"name": "p", "distribution": "{name}-{gpu}"}},
+            r"distribution = '\{name\}-\{gpu\}' uses unknown field",
+        ),
+        ({"project": {"name": "p", "max_wheel_mb": 0}}, r"max_wheel_mb = 0 must be a positive number of MB"),
+    ],
+)
+def test_a_malformed_matrix_is_one_line(change: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        parse_matrix({**BASE, **change})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_matrix_file_is_one_line(tmp_path: Path) -> None:
+    result = torchwheel("matrix", "list", "--matrix", str(tmp_path / "nope.toml"))
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"torchwheel: error: matrix file {tmp_path / 'nope.toml'} does not exist; pass --matrix PATH\n"
+    )

@@ -1,0 +1,283 @@
+"""Variant wheels end to end: built per matrix cell against that cell's own torch, reusing
+torch-free objects across torch versions, byte-identical from two clones, published to a real
+index (pypiserver) and installed by real pip into an environment whose torch stays as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TORCH214 = os.environ.get("TORCHWHEEL_TEST_TORCH214_PYTHON")
+HAS_NVCC = Path("/usr/local/cuda/bin/nvcc").exists() or bool(os.environ.get("CUDA_HOME"))
+needs_torch214 = pytest.mark.skipif(not TORCH214, reason="no torch 2.14.1 environment: `nox -s tests` makes one")
+needs_cuda_build = pytest.mark.skipif(not (TORCH214 and HAS_NVCC), reason="needs nvcc and the torch 2.14.1 environment")
+
+
+def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, cwd=cwd)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_CACHE", "TORCHWHEEL_LOCK"))}
+    env.update(extra)
+    return env
+
+
+class Clone:
+    """A git clone of this repository, with the wheels its cells build."""
+
+    def __init__(self, path: Path) -> None:
+        run("git", "clone", "-q", REPO, path)
+        self.path = path
+        self.wheels: dict[str, Path] = {}
+        self.logs: dict[str, list[str]] = {}
+
+    def build_cell(self, cell: str, python: str) -> str:
+        env = clean_env(
+            PYTHONPATH=f"{self.path}/packages/torchwheel/src{os.pathsep}{self.path}/packages/minfer/src",
+            TORCHWHEEL_CACHE_DIR=str(self.path / "cache"),
+        )
+        output = run(
+            sys.executable, "-m", "torchwheel", "wheel", "--cell", cell, "--python", python,
+            "--project", "minfer._project:PROJECT", "--matrix", self.path / "ci" / "matrix.toml",
+            "--build-dir", self.path / "build" / "cells", "--out", self.path / "dist" / cell,
+            env=env, cwd=self.path,
+        )  # fmt: skip
+        (self.wheels[cell],) = (self.path / "dist" / cell).glob("*.whl")
+        self.logs[cell] = (self.path / "build" / "cells" / ".ninja_log").read_text().splitlines()
+        return output
+
+    def build_all(self) -> None:
+        self.build_cell("cpu-torch213", sys.executable)
+        if TORCH214:
+            self.build_cell("cpu-torch214", TORCH214)
+            if HAS_NVCC:
+                self.build_cell("cu130-torch214", TORCH214)
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory) -> Clone:
+    clone = Clone(tmp_path_factory.mktemp("one") / "minfer-src")
+    clone.build_all()
+    return clone
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory: pytest.TempPathFactory) -> Clone:
+    clone = Clone(tmp_path_factory.mktemp("two") / "a" / "different" / "checkout")
+    clone.build_all()
+    return clone
+
+
+def wheel_names(wheel: Path) -> list[str]:
+    return zipfile.ZipFile(wheel).namelist()
+
+
+def wheel_text(wheel: Path, suffix: str) -> str:
+    archive = zipfile.ZipFile(wheel)
+    (name,) = [n for n in archive.namelist() if n.endswith(suffix)]
+    return archive.read(name).decode()
+
+
+def test_a_variant_wheel_holds_only_the_prebuilt_files_and_pins_torch(first: Clone) -> None:
+    wheel = first.wheels["cpu-torch213"]
+    assert wheel.name == "minfer_cpu_torch213-0.1.0-py3-none-linux_x86_64.whl"
+    names = wheel_names(wheel)
+    payload = [n for n in names if ".dist-info/" not in n]
+    assert "minfer/data/aot/cpu-torch213/manifest.json" in payload
+    assert sorted(n for n in payload if n.endswith(".so")) == sorted(
+        f"minfer/data/aot/cpu-torch213/{op}_{dt}_cpu/{op}_{dt}_cpu.so"
+        for op in ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope")
+        for dt in ("fp16", "bf16", "fp32")
+    )
+    assert len(payload) == 16
+    metadata = wheel_text(wheel, ".dist-info/METADATA")
+    assert "Requires-Dist: torch==2.13.*\n" in metadata and "Requires-Dist: minfer==0.1.0\n" in metadata
+    assert "Tag: py3-none-" in wheel_text(wheel, ".dist-info/WHEEL")
+
+
+@needs_torch214
+def test_a_second_torch_version_of_one_toolkit_compiles_no_torch_free_unit_again(first: Clone) -> None:
+    before = set(first.logs["cpu-torch213"])
+    new_outputs = [line.split("\t")[3] for line in first.logs["cpu-torch214"] if line not in before and "\t" in line]
+    compiled = [o for o in new_outputs if o.endswith(".o")]
+    assert len(compiled) == 15 and all("/bindings/" in o for o in compiled), compiled
+    assert not [o for o in new_outputs if "/cpu/" in o]
+
+
+@needs_cuda_build
+def test_a_cuda_cell_carries_cpu_and_cuda_specs_built_for_its_archs(first: Clone) -> None:
+    wheel = first.wheels["cu130-torch214"]
+    manifest = json.loads(zipfile.ZipFile(wheel).read("minfer/data/aot/cu130-torch214/manifest.json"))
+    devices = [e["device"] for e in manifest["specs"].values()]
+    assert devices.count("cpu") == 15 and devices.count("cuda") == 15
+    cuda = manifest["specs"]["rmsnorm_bf16_cuda"]
+    assert cuda["cuda_version"] == "13.0"
+    assert cuda["arch_list"] == ["7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0+PTX"]
+
+
+def test_every_wheel_is_byte_identical_from_two_clones_at_two_paths(first: Clone, second: Clone) -> None:
+    assert first.wheels.keys() == second.wheels.keys()
+    for cell, wheel in first.wheels.items():
+        other = second.wheels[cell]
+        assert hashlib.sha256(wheel.read_bytes()).hexdigest() == hashlib.sha256(other.read_bytes()).hexdigest(), cell
+    assert str(first.path) not in first.wheels["cpu-torch213"].read_bytes().decode("latin-1")
+
+
+def test_twine_check_passes_on_every_wheel(first: Clone) -> None:
+    run(sys.executable, "-m", "twine", "check", "--strict", *first.wheels.values())
+
+
+@pytest.fixture(scope="module")
+def index(first: Clone, tmp_path_factory: pytest.TempPathFactory):
+    """A real pypiserver on a loopback port, holding the core packages, the cpu-torch213 variant
+    and the two small dependencies of torchwheel; nothing else."""
+    packages = tmp_path_factory.mktemp("packages")
+    for package in ("torchwheel", "minfer"):
+        run(
+            sys.executable,
+            "-m",
+            "build",
+            "--no-isolation",
+            "--wheel",
+            "--outdir",
+            packages,
+            first.path / "packages" / package,
+        )
+    run(sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", packages, "ninja", "packaging")
+    served = tmp_path_factory.mktemp("served")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # -a . -P .: no authentication, for a throwaway index on loopback.
+    command = [
+        sys.executable,
+        "-m",
+        "pypiserver",
+        "run",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-a",
+        ".",
+        "-P",
+        ".",
+    ]
+    server = subprocess.Popen([*command, str(served)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/simple/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        uploads = [*packages.glob("*.whl"), first.wheels["cpu-torch213"]]
+        run(
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--non-interactive",
+            "--repository-url",
+            url,
+            "-u",
+            "x",
+            "-p",
+            "x",
+            *uploads,
+        )
+        yield f"{url}/simple/"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def user_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv that already has torch 2.13.0, as a user's would."""
+    env = tmp_path_factory.mktemp("user") / "venv"
+    run(sys.executable, "-m", "venv", env)
+    run(env / "bin" / "python", "-m", "pip", "install", "-q", "torch==2.13.0")
+    return env / "bin" / "python"
+
+
+def torch_fingerprint(python: Path) -> str:
+    """torch's version and the hash of its RECORD: any reinstall or change shows."""
+    code = (
+        "import hashlib, importlib.metadata as m; d = m.distribution('torch'); "
+        "print(d.version, hashlib.sha256(d.read_text('RECORD').encode()).hexdigest())"
+    )
+    return run(python, "-c", code)
+
+
+def pip_from_index(python: Path, index: str, *args: str) -> str:
+    # The index alone: no config file's find-links or extra index may supply anything.
+    env = clean_env(PIP_CONFIG_FILE=os.devnull)
+    return run(python, "-m", "pip", "install", "--no-cache-dir", "--index-url", index, *args, env=env)
+
+
+def run_every_op(python: Path, tmp_path: Path, **env: str) -> str:
+    """scripts/smoke.py: every op and dtype against the reference, and where each spec came from."""
+    return run(
+        python,
+        REPO / "scripts" / "smoke.py",
+        "cpu",
+        env=clean_env(TORCHWHEEL_CACHE_DIR=str(tmp_path / "cache"), **env),
+    )
+
+
+def test_pip_installs_the_variant_from_the_index_and_every_op_runs_prebuilt(
+    index: str, user_env: Path, tmp_path: Path
+) -> None:
+    before = torch_fingerprint(user_env)
+    pip_from_index(user_env, index, "minfer-cpu-torch213")
+    assert torch_fingerprint(user_env) == before  # the user's torch is left as it was
+    output = run_every_op(user_env, tmp_path, MINFER_DISABLE_JIT="1")
+    assert "all ops match the torch reference" in output
+    origins = [line.split()[1] for line in output.splitlines() if line.endswith("_cpu") or "_cpu " in line]
+    assert origins.count("prebuilt") == 15
+    assert not (tmp_path / "cache").exists()  # nothing compiled
+
+
+def test_the_meta_package_extra_pulls_the_same_variant(index: str, user_env: Path, tmp_path: Path) -> None:
+    run(user_env, "-m", "pip", "uninstall", "-q", "-y", "minfer-cpu-torch213", "minfer")
+    before = torch_fingerprint(user_env)
+    pip_from_index(user_env, index, "minfer[cpu-torch213]")
+    assert torch_fingerprint(user_env) == before
+    assert "all ops match the torch reference" in run_every_op(user_env, tmp_path, MINFER_DISABLE_JIT="1")
+
+
+@needs_cuda_build
+def test_a_variant_for_another_torch_is_refused_with_a_reason_and_jit_builds(
+    first: Clone, index: str, user_env: Path, tmp_path: Path
+) -> None:
+    run(user_env, "-m", "pip", "uninstall", "-q", "-y", "minfer-cpu-torch213")
+    run(user_env, "-m", "pip", "install", "-q", "--no-deps", first.wheels["cu130-torch214"])
+    code = (
+        "import torch, minfer; minfer.rmsnorm(torch.ones(2, 8), torch.ones(8)); "
+        "s = minfer.loaded_specs()['rmsnorm_fp32_cpu']; print(s.origin); print(s.reason)"
+    )
+    output = run(user_env, "-c", code, env=clean_env(TORCHWHEEL_CACHE_DIR=str(tmp_path / "cache")))
+    origin, reason = output.strip().splitlines()[-2:]
+    assert origin == "jit-build"
+    assert (
+        "cu130-torch214/rmsnorm_fp32_cpu/rmsnorm_fp32_cpu.so: built for torch 2.14, running torch is 2.13.0" in reason
+    )
