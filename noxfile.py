@@ -36,7 +36,7 @@ def _install_project(session: nox.Session, python: str | None = None) -> None:
 
 def _torch214_env(session: nox.Session) -> str:
     """A venv holding torch 2.14.1 (CUDA 13.0), made once and reused."""
-    env = ENVS / "torch214"
+    env = ENVS / "torch-2.14.1"  # the name `torchwheel wheel` looks for, so its cells reuse it
     python = str(env / "bin" / "python")
     if not (env / ".ready").exists():
         session.log(f"creating {env} with {TORCH_CUDA} (5 GB, from local disk where present)")
@@ -59,7 +59,20 @@ def _other_cuda_home(session: nox.Session) -> str:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """All tests; CUDA builds included where nvcc exists, GPU tests skipped without a GPU."""
-    session.install("-q", TORCH_CPU, "pytest", "numpy", "ninja", "packaging", "hatchling", "build")
+    session.install(
+        "-q",
+        TORCH_CPU,
+        "pytest",
+        "numpy",
+        "ninja",
+        "packaging",
+        "hatchling",
+        "build",
+        "pyelftools",
+        "auditwheel",
+        "pypiserver",
+        "twine",
+    )
     _install_project(session)
     env = {}
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):

@@ -69,6 +69,88 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matrix(args: argparse.Namespace) -> int:
+    import json
+
+    from .matrix import load_matrix, matrix_json
+    from .workflow import workflow_text
+
+    matrix = load_matrix(Path(args.matrix))
+    if args.action == "ci":
+        print(matrix_json(matrix))
+    elif args.action == "workflow":
+        print(workflow_text(matrix, args.matrix), end="")
+    elif args.json:
+        print(json.dumps({"cells": [c.as_dict() for c in matrix.cells], "excluded": dict(matrix.excluded)}, indent=2))
+    else:
+        for cell in matrix.cells:
+            print(f"{cell.id:<18} {cell.distribution:<28} torch {cell.torch_version:<8} {cell.arch_list or ''}")
+        for cell_id, reason in matrix.excluded:
+            print(f"{cell_id:<18} excluded: {reason}")
+    return 0
+
+
+def _wheel(args: argparse.Namespace) -> int:
+    import time
+
+    from .build import default_jobs
+    from .envs import cell_environment, cell_target
+    from .matrix import load_matrix
+    from .project import load_project
+    from .variant import build_variant
+
+    matrix = load_matrix(Path(args.matrix))
+    cells = [matrix.cell(c) for c in args.cell]
+    if args.python and len(cells) > 1:
+        raise SettingsError("--python serves one cell; build one --cell at a time with it")
+    project = load_project(args.project or matrix.project)
+    jobs = args.jobs or default_jobs(None)
+    started = time.monotonic()
+    for number, cell in enumerate(cells, 1):
+        label = f"cell {number}/{len(cells)} {cell.id}"
+        python = Path(args.python) if args.python else cell_environment(cell, Path(args.envs_dir))
+        target = cell_target(cell, python)
+        print(f"{label}: torch {target.version} from {python}", flush=True)
+
+        def progress(done: int, total: int, what: str, label: str = label) -> None:
+            print(f"{label} [{done:>{len(str(total))}}/{total}] {what}", flush=True)
+
+        try:
+            result = build_variant(
+                cell, project, target, Path(args.build_dir), Path(args.out), jobs=jobs, progress=progress
+            )
+        except BuildError as error:
+            print(error.log, file=sys.stderr)
+            raise
+        size = result.wheel.stat().st_size
+        print(f"{label}: {result.wheel.name} ({size / 1e6:.1f} MB, {result.steps_run} build steps)", flush=True)
+    print(f"built {len(cells)} wheel(s) in {time.monotonic() - started:.1f} s into {Path(args.out).absolute()}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit import audit_paths, require_torch_version
+    from .target import TorchTarget
+
+    if args.python:
+        target = TorchTarget.probe(args.python)
+    else:
+        try:
+            target = TorchTarget.running()
+        except ImportError as error:
+            raise SettingsError(
+                f"cannot import torch here ({error}); install it, or pass --python PATH of an env that has it"
+            ) from error
+    if args.torch_version:
+        require_torch_version(target, args.torch_version)
+    report = audit_paths([Path(p) for p in args.paths], target, policy=args.policy, strict=args.strict)
+    if args.json:
+        print(report.to_json(), end="")
+    else:
+        print(report.format())
+    return 0 if report.passed else 1
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="torchwheel", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -80,6 +162,31 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--arch-list", help="CUDA archs, e.g. '8.0;9.0a' (default: TORCH_CUDA_ARCH_LIST)")
     build.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
     build.set_defaults(run=_build)
+
+    matrix = commands.add_parser("matrix", help="the build matrix: cells, CI matrix, workflow")
+    matrix.add_argument("action", choices=("list", "ci", "workflow"))
+    matrix.add_argument("--matrix", default="ci/matrix.toml", help="matrix file (default: %(default)s)")
+    matrix.add_argument("--json", action="store_true", help="with list: machine-readable")
+    matrix.set_defaults(run=_matrix)
+
+    wheel = commands.add_parser("wheel", help="build the variant wheel of matrix cells")
+    wheel.add_argument("--cell", action="append", required=True, help="cell id, e.g. cu130-torch214 (repeatable)")
+    wheel.add_argument("--out", default="dist", help="wheel dir (default: %(default)s)")
+    wheel.add_argument("--matrix", default="ci/matrix.toml", help="matrix file (default: %(default)s)")
+    wheel.add_argument("--project", help="project (default: the matrix's [project] name)")
+    wheel.add_argument("--python", help="interpreter with the cell's torch (default: a venv per torch version)")
+    wheel.add_argument("--envs-dir", default=".venvs", help="where per-torch venvs live (default: %(default)s)")
+    wheel.add_argument("--build-dir", default="build/cells", help="shared build root (default: %(default)s)")
+    wheel.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
+    wheel.set_defaults(run=_wheel)
+    audit = commands.add_parser("audit", help="check built .so files against a torch and a manylinux policy")
+    audit.add_argument("paths", nargs="+", metavar="PATH", help="a .so file, a build/prebuilt dir or a wheel")
+    audit.add_argument("--torch-version", help="fail unless the target torch is this major.minor, e.g. 2.13")
+    audit.add_argument("--python", help="audit for the torch of this interpreter (default: the running one)")
+    audit.add_argument("--policy", help="target manylinux policy (default: the tag of torch's own wheel)")
+    audit.add_argument("--strict", action="store_true", help="fail files that need a newer glibc too")
+    audit.add_argument("--json", action="store_true", help="print the report as JSON (sorted keys)")
+    audit.set_defaults(run=_audit)
     return top
 
 

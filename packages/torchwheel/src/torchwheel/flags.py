@@ -39,6 +39,8 @@ def spec_flags(spec: JitSpec, target: TorchTarget, archs: tuple[CudaArch, ...]) 
         abi,
         "-Xcompiler=-fPIC",
         "-Xcompiler=-fvisibility=hidden",
+        # Compressed device code keeps wheels under the index's size limit for longer.
+        "-Xfatbin=-compress-all",
         *gencode,
         *spec.extra_cuda_cflags,
     )
@@ -54,5 +56,7 @@ def spec_flags(spec: JitSpec, target: TorchTarget, archs: tuple[CudaArch, ...]) 
         cxx_torch=cxx,
         nvcc=nvcc,
         nvcc_torch=nvcc,
-        ld=("-shared", *spec.extra_ldflags, *libs),
+        # Stripped: nvcc leaves per-process temporary names in the symbol table, which would make
+        # two builds of the same sources differ (and the table is of no use to a loader).
+        ld=("-shared", "-s", *spec.extra_ldflags, *libs),
     )

@@ -7,6 +7,7 @@ Paths in a subninja file resolve against ninja's working dir, so every path writ
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shlex
 from collections.abc import Iterable
@@ -41,14 +42,18 @@ def _command_words(words: Iterable[str | Path]) -> str:
     return " ".join(shlex.quote(str(w)) for w in words).replace("$", "$$")
 
 
-def object_path(spec: JitSpec, spec_dir: Path, source: Path) -> Path:
-    assert spec.root is not None
-    relative = source.relative_to(spec.root)
-    return spec_dir / "objs" / relative.with_name(relative.name + ".o")
-
-
 def library_path(spec: JitSpec, spec_dir: Path) -> Path:
     return spec_dir / f"{spec.name}.so"
+
+
+def _object_path(objects_dir: Path, signature: str, spec: JitSpec, source: Path) -> Path:
+    """Objects are named by their compile command: an identical command (a torch-free unit for
+    another torch version of the same toolkit) finds its object already built, and ninja,
+    which records each command in the shared build log, has nothing to do."""
+    assert spec.root is not None
+    relative = source.relative_to(spec.root)
+    digest = hashlib.sha256(signature.encode()).hexdigest()[:16]
+    return objects_dir / digest / relative.with_name(relative.name + ".o")
 
 
 def spec_ninja_text(
@@ -57,11 +62,17 @@ def spec_ninja_text(
     target: TorchTarget,
     toolchain: Toolchain,
     spec_dir: Path,
+    objects_dir: Path,
+    emitted: set[Path],
 ) -> str:
+    """The spec's build file. `emitted` holds objects that another spec of the same ninja run
+    already builds (same command, same source): they are used, not built twice."""
     assert spec.root is not None
-    # Source and torch paths inside the binary (__FILE__ in error messages) are rewritten, so
-    # the .so is the same from any checkout path or environment.
-    prefix_maps = [f"-ffile-prefix-map={spec.root}={spec.name}", f"-ffile-prefix-map={target.prefix}=torch"]
+    # Paths inside the binary (__FILE__ in error messages) are rewritten, so the .so is the
+    # same from any checkout path or environment. Torch's prefix only matters, and only
+    # appears, where torch's headers are included.
+    own_map = [f"-ffile-prefix-map={spec.root}={spec.name}"]
+    torch_map = [f"-ffile-prefix-map={target.prefix}=torch"]
     own_includes = [f"-I{d}" for d in spec.include_dirs]
     cuda_includes: list[str] = []
     if spec.device == "cuda" and toolchain.cuda_home is not None:
@@ -69,47 +80,42 @@ def spec_ninja_text(
     # Separate words: nvcc, unlike gcc, does not accept `-isystem<dir>` glued together.
     torch_includes = [word for d in target.include_dirs for word in ("-isystem", str(d))]
 
+    variables = {
+        "cflags": _command_words([*flags.cxx, *own_map, *own_includes, *cuda_includes]),
+        "torch_cflags": _command_words(
+            [*flags.cxx_torch, *own_map, *torch_map, *own_includes, *cuda_includes, *torch_includes]
+        ),
+    }
+    compilers = {"cxx": toolchain.cxx.path, "cxx_torch": toolchain.cxx.path}
     text = io.StringIO()
     ninja = Writer(text, width=1 << 30)
     ninja.comment(f"spec {spec.name}: written by torchwheel, do not edit")
     ninja.variable("cxx", _command_words([toolchain.cxx.path]))
-    ninja.variable("cflags", _command_words([*flags.cxx, *prefix_maps, *own_includes, *cuda_includes]))
-    ninja.variable(
-        "torch_cflags",
-        _command_words([*flags.cxx_torch, *prefix_maps, *own_includes, *cuda_includes, *torch_includes]),
-    )
-    ninja.rule(
-        "cxx",
-        "$cxx -MMD -MF $out.d $cflags -c $in -o $out",
-        depfile="$out.d",
-        deps="gcc",
-        description="$spec: $src",
-    )
-    ninja.rule(
-        "cxx_torch",
-        "$cxx -MMD -MF $out.d $torch_cflags -c $in -o $out",
-        depfile="$out.d",
-        deps="gcc",
-        description="$spec: $src",
-    )
+    for name, value in variables.items():
+        ninja.variable(name, value)
+    for rule, variable in (("cxx", "cflags"), ("cxx_torch", "torch_cflags")):
+        ninja.rule(
+            rule,
+            f"$cxx -MMD -MF $out.d ${variable} -c $in -o $out",
+            depfile="$out.d",
+            deps="gcc",
+            description="$spec: $src",
+        )
     if toolchain.nvcc is not None:
         host = ["-ccbin", toolchain.cxx.path]
-        nvcc_maps = [f"-Xcompiler={m}" for m in prefix_maps]
+        nvcc_own = [f"-Xcompiler={m}" for m in own_map]
+        nvcc_torch = [f"-Xcompiler={m}" for m in torch_map]
+        variables["cuda_cflags"] = _command_words([*host, *flags.nvcc, *nvcc_own, *own_includes, *cuda_includes])
+        variables["torch_cuda_cflags"] = _command_words(
+            [*host, *flags.nvcc_torch, *nvcc_own, *nvcc_torch, *own_includes, *cuda_includes, *torch_includes]
+        )
+        compilers["nvcc"] = compilers["nvcc_torch"] = toolchain.nvcc.path
         ninja.variable("nvcc", _command_words([toolchain.nvcc.path]))
-        ninja.variable(
-            "cuda_cflags", _command_words([*host, *flags.nvcc, *nvcc_maps, *own_includes, *cuda_includes])
-        )
-        ninja.variable(
-            "torch_cuda_cflags",
-            _command_words(
-                [*host, *flags.nvcc_torch, *nvcc_maps, *own_includes, *cuda_includes, *torch_includes]
-            ),
-        )
         for rule, variable in (("nvcc", "cuda_cflags"), ("nvcc_torch", "torch_cuda_cflags")):
+            ninja.variable(variable, variables[variable])
             ninja.rule(
                 rule,
-                "$nvcc --generate-dependencies-with-compile --dependency-output $out.d "
-                f"${variable} -c $in -o $out",
+                f"$nvcc --generate-dependencies-with-compile --dependency-output $out.d ${variable} -c $in -o $out",
                 depfile="$out.d",
                 deps="gcc",
                 description="$spec: $src",
@@ -120,24 +126,35 @@ def spec_ninja_text(
     ninja.variable("ldflags", _command_words([*library_dirs, *flags.ld]))
     ninja.rule("link", "$cxx $in $ldflags -o $out", description="$spec: link $src")
 
+    rule_variables = {
+        "cxx": "cflags",
+        "cxx_torch": "torch_cflags",
+        "nvcc": "cuda_cflags",
+        "nvcc_torch": "torch_cuda_cflags",
+    }
     objects = []
     for source in spec.all_sources:
-        uses_torch = source in spec.torch_sources
         rule = "nvcc" if source.suffix in CUDA_SUFFIXES else "cxx"
-        rule += "_torch" if uses_torch else ""
-        obj = object_path(spec, spec_dir, source)
+        rule += "_torch" if source in spec.torch_sources else ""
+        signature = "\0".join([rule, compilers[rule], variables[rule_variables[rule]], str(source)])
+        obj = _object_path(objects_dir, signature, spec, source)
         objects.append(obj)
-        _build(ninja, obj, rule, [source], {"spec": spec.name, "src": str(source.relative_to(spec.root))})
+        if obj not in emitted:
+            emitted.add(obj)
+            _build(ninja, obj, rule, [source], {"spec": spec.name, "src": str(source.relative_to(spec.root))})
     library = library_path(spec, spec_dir)
     _build(ninja, library, "link", objects, {"spec": spec.name, "src": library.name})
     return text.getvalue()
 
 
-def wrapper_ninja_text(spec_files: Iterable[Path]) -> str:
+def wrapper_ninja_text(spec_files: Iterable[Path], log_dir: Path) -> str:
+    """`log_dir` holds ninja's build log: wrappers that share it (the cells of one matrix build)
+    share their objects' records, so an object built for one cell is up to date for the next."""
     text = io.StringIO()
     ninja = Writer(text, width=1 << 30)
     ninja.comment("written by torchwheel: one ninja run builds every spec below")
     ninja.variable("ninja_required_version", "1.3")
+    ninja.variable("builddir", ninja_path(log_dir))
     for path in spec_files:
         ninja.subninja(ninja_path(path))
     return text.getvalue()
