@@ -53,10 +53,16 @@ def find_toolchain(cxx: str, cuda_home: Path | None, *, need_cuda: bool) -> Tool
 
 
 def _default_cuda_home() -> Path | None:
+    # The nvcc on PATH may be a wrapper script (here: /usr/local/bin/nvcc execs the real one),
+    # so its directory counts only when it is a toolkit, with the runtime's headers beside it.
+    candidates = []
     if nvcc := shutil.which("nvcc"):
-        return Path(nvcc).resolve().parent.parent
-    default = Path("/usr/local/cuda")
-    return default if default.exists() else None
+        candidates.append(Path(nvcc).resolve().parent.parent)
+    candidates.append(Path("/usr/local/cuda"))
+    for home in candidates:
+        if (home / "bin" / "nvcc").is_file() and (home / "include" / "cuda_runtime.h").is_file():
+            return home
+    return None
 
 
 def _compiler(executable: str, variable: str) -> Compiler:
