@@ -97,7 +97,7 @@ def wheel_text(wheel: Path, suffix: str) -> str:
 
 def test_a_variant_wheel_holds_only_the_prebuilt_files_and_pins_torch(first: Clone) -> None:
     wheel = first.wheels["cpu-torch213"]
-    assert wheel.name == "minfer_cpu_torch213-0.1.0-py3-none-linux_x86_64.whl"
+    assert wheel.name.startswith("minfer_cpu_torch213-0.1.0-py3-none-manylinux_2_")
     names = wheel_names(wheel)
     payload = [n for n in names if ".dist-info/" not in n]
     assert "minfer/data/aot/cpu-torch213/manifest.json" in payload
@@ -109,7 +109,10 @@ def test_a_variant_wheel_holds_only_the_prebuilt_files_and_pins_torch(first: Clo
     assert len(payload) == 16
     metadata = wheel_text(wheel, ".dist-info/METADATA")
     assert "Requires-Dist: torch==2.13.*\n" in metadata and "Requires-Dist: minfer==0.1.0\n" in metadata
-    assert "Tag: py3-none-" in wheel_text(wheel, ".dist-info/WHEEL")
+    # The platform tag is the policy the audit found the binaries to meet, and the manifest says so.
+    manifest = json.loads(zipfile.ZipFile(wheel).read("minfer/data/aot/cpu-torch213/manifest.json"))
+    assert manifest["audit"]["policy"] == "manylinux_2_28_x86_64"  # torch 2.13.0's own tag
+    assert f"Tag: py3-none-{manifest['audit']['platform_tag']}\n" in wheel_text(wheel, ".dist-info/WHEEL")
 
 
 @needs_torch214

@@ -117,11 +117,22 @@ def _wheel(args: argparse.Namespace) -> int:
 
         try:
             result = build_variant(
-                cell, project, target, Path(args.build_dir), Path(args.out), jobs=jobs, progress=progress
+                cell,
+                project,
+                target,
+                Path(args.build_dir),
+                Path(args.out),
+                jobs=jobs,
+                progress=progress,
+                policy=args.policy,
+                strict=args.strict,
             )
         except BuildError as error:
             print(error.log, file=sys.stderr)
             raise
+        for warning in sorted({w for f in result.audit.files for w in f.warnings}):
+            print(f"{label}: audit warning: {warning}", flush=True)
+        print(f"{label}: audit passed, {len(result.audit.files)} files; tag {result.audit.platform_tag}", flush=True)
         size = result.wheel.stat().st_size
         print(f"{label}: {result.wheel.name} ({size / 1e6:.1f} MB, {result.steps_run} build steps)", flush=True)
     print(f"built {len(cells)} wheel(s) in {time.monotonic() - started:.1f} s into {Path(args.out).absolute()}")
@@ -178,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
     wheel.add_argument("--envs-dir", default=".venvs", help="where per-torch venvs live (default: %(default)s)")
     wheel.add_argument("--build-dir", default="build/cells", help="shared build root (default: %(default)s)")
     wheel.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
+    wheel.add_argument("--policy", help="manylinux policy to audit against (default: the target torch's own)")
+    wheel.add_argument("--strict", action="store_true", help="fail where the binaries need more than --policy")
     wheel.set_defaults(run=_wheel)
     audit = commands.add_parser("audit", help="check built .so files against a torch and a manylinux policy")
     audit.add_argument("paths", nargs="+", metavar="PATH", help="a .so file, a build/prebuilt dir or a wheel")

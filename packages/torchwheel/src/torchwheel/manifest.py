@@ -85,8 +85,10 @@ def read_manifest(directory: Path) -> Manifest:
     return Manifest(project, entries, directory)
 
 
-def write_manifest(directory: Path, project: str, entries: list[ManifestEntry]) -> Path:
-    data = {
+def write_manifest(
+    directory: Path, project: str, entries: list[ManifestEntry], audit: Mapping[str, object] | None = None
+) -> Path:
+    data: dict[str, object] = {
         "schema": SCHEMA_VERSION,
         "project": project,
         "specs": {
@@ -94,6 +96,8 @@ def write_manifest(directory: Path, project: str, entries: list[ManifestEntry]) 
             for e in sorted(entries, key=lambda e: e.name)
         },
     }
+    if audit is not None:
+        data["audit"] = dict(audit)
     path = directory / MANIFEST_NAME
     _atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     return path
