@@ -72,6 +72,7 @@ def tests(session: nox.Session) -> None:
         "auditwheel",
         "pypiserver",
         "twine",
+        "cibuildwheel",
     )
     _install_project(session)
     env = {}
