@@ -284,3 +284,69 @@ def test_a_variant_for_another_torch_is_refused_with_a_reason_and_jit_builds(
     assert (
         "cu130-torch214/rmsnorm_fp32_cpu/rmsnorm_fp32_cpu.so: built for torch 2.14, running torch is 2.13.0" in reason
     )
+
+
+def small_matrix(clone: Clone, max_mb: float) -> Path:
+    """The clone's matrix with a two-family arch list for cu130 and the given size limit."""
+    text = (clone.path / "ci" / "matrix.toml").read_text()
+    text = text.replace("max_wheel_mb = 100", f"max_wheel_mb = {max_mb!r}")
+    text = text.replace('arch_list = "7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX" # CUDA 13', 'arch_list = "8.0;9.0a" # CUDA 13')
+    path = clone.path / "ci" / f"matrix-{max_mb}.toml"
+    path.write_text(text)
+    return path
+
+
+def build_with_matrix(clone: Clone, matrix: Path, out: Path) -> list[Path]:
+    env = clean_env(
+        PYTHONPATH=f"{clone.path}/packages/torchwheel/src{os.pathsep}{clone.path}/packages/minfer/src",
+        TORCHWHEEL_CACHE_DIR=str(clone.path / "cache"),
+    )
+    run(
+        sys.executable, "-m", "torchwheel", "wheel", "--cell", "cu130-torch214", "--python", str(TORCH214),
+        "--project", "minfer._project:PROJECT", "--matrix", matrix,
+        "--build-dir", clone.path / "build" / "cells", "--out", out, env=env, cwd=clone.path,
+    )  # fmt: skip
+    return sorted(out.glob("*.whl"))
+
+
+@needs_cuda_build
+def test_a_cell_over_the_size_limit_splits_into_shards_per_arch_family(first: Clone, tmp_path: Path) -> None:
+    (whole,) = build_with_matrix(first, small_matrix(first, 100), tmp_path / "whole")
+    limit_mb = (whole.stat().st_size - 1) / 1e6
+    wheels = build_with_matrix(first, small_matrix(first, limit_mb), tmp_path / "split")
+    names = [w.name.split("-")[0] for w in wheels]
+    assert names == ["minfer_cu130_torch214", "minfer_cu130_torch214_sm8x", "minfer_cu130_torch214_sm9x"]
+    assert all(w.stat().st_size <= limit_mb * 1e6 for w in wheels)
+    main, sm8x, sm9x = wheels
+    metadata = wheel_text(main, ".dist-info/METADATA")
+    assert "Requires-Dist: minfer-cu130-torch214-sm8x==0.1.0\n" in metadata
+    assert "Requires-Dist: minfer-cu130-torch214-sm9x==0.1.0\n" in metadata
+    # Each shard holds every CUDA spec for its family only; the cell's wheel keeps the CPU specs.
+    for shard, archs in ((sm8x, ["8.0"]), (sm9x, ["9.0a"])):
+        manifest = json.loads(wheel_text(shard, "/manifest.json"))
+        assert {e["device"] for e in manifest["specs"].values()} == {"cuda"} and len(manifest["specs"]) == 15
+        assert {tuple(e["arch_list"]) for e in manifest["specs"].values()} == {tuple(archs)}
+    main_manifest = json.loads(zipfile.ZipFile(main).read("minfer/data/aot/cu130-torch214/manifest.json"))
+    assert {e["device"] for e in main_manifest["specs"].values()} == {"cpu"}
+
+
+@needs_cuda_build
+def test_the_loader_finds_the_shard_that_covers_the_gpu(first: Clone, tmp_path: Path) -> None:
+    (whole,) = build_with_matrix(first, small_matrix(first, 100), tmp_path / "whole")
+    wheels = build_with_matrix(first, small_matrix(first, (whole.stat().st_size - 1) / 1e6), tmp_path / "split")
+    site = tmp_path / "site"
+    for wheel in wheels:
+        zipfile.ZipFile(wheel).extractall(site)
+    code = f"""
+from pathlib import Path
+from torchwheel.project import Project
+from torchwheel.manifest import read_manifest
+from torchwheel.selection import RuntimeEnv, candidates_for
+manifests = [read_manifest(d) for d in Project("minfer", "MINFER", list, Path({str(site / "minfer")!r})).aot_dirs()]
+for gpu in ((8, 6), (9, 0)):
+    runtime = RuntimeEnv("2.14.1+cu130", True, "13.0", (gpu,))
+    found = candidates_for("rmsnorm_bf16_cuda", manifests, runtime)
+    print(gpu, [c.manifest.directory.name for c in found if c.rejection is None])
+"""
+    output = run(TORCH214, "-c", code, env=clean_env(PYTHONPATH=f"{first.path}/packages/torchwheel/src"))
+    assert output.splitlines() == ["(8, 6) ['cu130-torch214-sm8x']", "(9, 0) ['cu130-torch214-sm9x']"]

@@ -126,15 +126,18 @@ def _wheel(args: argparse.Namespace) -> int:
                 progress=progress,
                 policy=args.policy,
                 strict=args.strict,
+                max_wheel_bytes=matrix.max_wheel_bytes,
             )
         except BuildError as error:
             print(error.log, file=sys.stderr)
             raise
-        for warning in sorted({w for f in result.audit.files for w in f.warnings}):
-            print(f"{label}: audit warning: {warning}", flush=True)
-        print(f"{label}: audit passed, {len(result.audit.files)} files; tag {result.audit.platform_tag}", flush=True)
-        size = result.wheel.stat().st_size
-        print(f"{label}: {result.wheel.name} ({size / 1e6:.1f} MB, {result.steps_run} build steps)", flush=True)
+        for audit in result.audits:
+            for warning in sorted({w for f in audit.files for w in f.warnings}):
+                print(f"{label}: audit warning: {warning}", flush=True)
+            print(f"{label}: audit passed, {len(audit.files)} files; tag {audit.platform_tag}", flush=True)
+        for wheel in result.wheels:
+            print(f"{label}: {wheel.name} ({wheel.stat().st_size / 1e6:.1f} MB)", flush=True)
+        print(f"{label}: {result.steps_run} build steps in {result.seconds:.1f} s", flush=True)
     print(f"built {len(cells)} wheel(s) in {time.monotonic() - started:.1f} s into {Path(args.out).absolute()}")
     return 0
 

@@ -51,7 +51,13 @@ def build_wheel(
     interpreter = Path(python) if python else cell_environment(cell, envs_dir)
     build_root = Path(_setting(config_settings, "build-dir", "TORCHWHEEL_BUILD_DIR", "build/cells") or "build/cells")
     result = build_variant(
-        cell, project, cell_target(cell, interpreter), build_root, Path(wheel_directory), jobs=default_jobs(None)
+        cell,
+        project,
+        cell_target(cell, interpreter),
+        build_root,
+        Path(wheel_directory),
+        jobs=default_jobs(None),
+        max_wheel_bytes=matrix.max_wheel_bytes,
     )
     return result.wheel.name
 
