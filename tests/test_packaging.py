@@ -16,9 +16,7 @@ from conftest import REPO
 pytest.importorskip("build", reason="pypa/build is installed by `nox -s tests`")
 
 CSRC_FILES = sorted(
-    str(p.relative_to(REPO / "csrc"))
-    for p in (REPO / "csrc").rglob("*")
-    if p.suffix in {".h", ".cuh", ".cpp", ".cu"}
+    str(p.relative_to(REPO / "csrc")) for p in (REPO / "csrc").rglob("*") if p.suffix in {".h", ".cuh", ".cpp", ".cu"}
 )
 
 
@@ -32,45 +30,23 @@ def wheel_csrc(wheel: Path) -> list[str]:
     return sorted(n[len(prefix) :] for n in zipfile.ZipFile(wheel).namelist() if n.startswith(prefix))
 
 
+def build(kind: str, source: Path, out: Path) -> None:
+    """pypa/build, without isolation: this test checks our hook, not the index."""
+    run(sys.executable, "-m", "build", "--no-isolation", f"--{kind}", "--outdir", str(out), str(source))
+
+
 def test_the_wheel_from_a_checkout_carries_every_source(tmp_path: Path) -> None:
-    run(
-        sys.executable,
-        "-m",
-        "build",
-        "--no-isolation",
-        "--wheel",
-        "--outdir",
-        str(tmp_path),
-        str(REPO / "packages" / "minfer"),
-    )
+    build("wheel", REPO / "packages" / "minfer", tmp_path)
     (wheel,) = tmp_path.glob("minfer-*.whl")
     assert wheel_csrc(wheel) == CSRC_FILES
 
 
 def test_the_wheel_from_the_sdist_carries_every_source(tmp_path: Path) -> None:
-    run(
-        sys.executable,
-        "-m",
-        "build",
-        "--no-isolation",
-        "--sdist",
-        "--outdir",
-        str(tmp_path),
-        str(REPO / "packages" / "minfer"),
-    )
+    build("sdist", REPO / "packages" / "minfer", tmp_path)
     (sdist,) = tmp_path.glob("minfer-*.tar.gz")
     with tarfile.open(sdist) as archive:
         archive.extractall(tmp_path / "unpacked", filter="data")
     (unpacked,) = (tmp_path / "unpacked").iterdir()
-    run(
-        sys.executable,
-        "-m",
-        "build",
-        "--no-isolation",
-        "--wheel",
-        "--outdir",
-        str(tmp_path / "from-sdist"),
-        str(unpacked),
-    )
+    build("wheel", unpacked, tmp_path / "from-sdist")
     (wheel,) = (tmp_path / "from-sdist").glob("minfer-*.whl")
     assert wheel_csrc(wheel) == CSRC_FILES
