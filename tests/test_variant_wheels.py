@@ -42,8 +42,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 class Clone:
     """A git clone of this repository, with the wheels its cells build."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, commit: str) -> None:
         run("git", "clone", "-q", REPO, path)
+        run("git", "-C", path, "checkout", "-q", commit)
         self.path = path
         self.wheels: dict[str, Path] = {}
         self.logs: dict[str, list[str]] = {}
@@ -72,15 +73,21 @@ class Clone:
 
 
 @pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory) -> Clone:
-    clone = Clone(tmp_path_factory.mktemp("one") / "minfer-src")
+def commit() -> str:
+    """Both clones check out this one commit, whatever lands in the repository meanwhile."""
+    return run("git", "-C", REPO, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory: pytest.TempPathFactory, commit: str) -> Clone:
+    clone = Clone(tmp_path_factory.mktemp("one") / "minfer-src", commit)
     clone.build_all()
     return clone
 
 
 @pytest.fixture(scope="module")
-def second(tmp_path_factory: pytest.TempPathFactory) -> Clone:
-    clone = Clone(tmp_path_factory.mktemp("two") / "a" / "different" / "checkout")
+def second(tmp_path_factory: pytest.TempPathFactory, commit: str) -> Clone:
+    clone = Clone(tmp_path_factory.mktemp("two") / "a" / "different" / "checkout", commit)
     clone.build_all()
     return clone
 
