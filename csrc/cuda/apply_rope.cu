@@ -8,7 +8,7 @@
 #include "minfer/rope.h"
 
 namespace minfer::cuda {
-namespace {
+inline namespace detail {
 
 using namespace cuda_detail;
 
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 int apply_rope(void* q, void* k, const int64_t* positions, int64_t tokens, int64_t q_heads,
                int64_t k_heads, int64_t head_dim, int64_t q_token_stride, int64_t q_head_stride,

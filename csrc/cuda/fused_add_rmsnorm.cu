@@ -3,7 +3,7 @@
 #include "minfer/cuda_utils.cuh"
 
 namespace minfer::cuda {
-namespace {
+inline namespace detail {
 
 using namespace cuda_detail;
 
@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 int fused_add_rmsnorm(void* input, void* residual, const void* weight, int64_t rows,
                       int64_t hidden, int64_t input_row_stride, int64_t residual_row_stride,

@@ -2,7 +2,7 @@
 #include "minfer/cuda_act_and_mul.cuh"
 
 namespace minfer::cuda {
-namespace {
+inline namespace detail {
 
 struct GeluTanh {
   __device__ __forceinline__ float operator()(float x) const {
@@ -12,7 +12,7 @@ struct GeluTanh {
   }
 };
 
-}  // namespace
+}  // namespace detail
 
 int gelu_tanh_and_mul(void* out, const void* input, int64_t rows, int64_t d,
                       int64_t out_row_stride, int64_t input_row_stride, cudaStream_t stream) {

@@ -3,7 +3,7 @@
 #include "minfer/cuda_utils.cuh"
 
 namespace minfer::cuda {
-namespace {
+inline namespace detail {
 
 using namespace cuda_detail;
 
@@ -42,7 +42,7 @@ __global__ void __launch_bounds__(kMaxThreads)
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 int rmsnorm(void* out, const void* input, const void* weight, int64_t rows, int64_t hidden,
             int64_t out_row_stride, int64_t input_row_stride, float eps, cudaStream_t stream) {

@@ -2,7 +2,7 @@
 #include "minfer/cuda_act_and_mul.cuh"
 
 namespace minfer::cuda {
-namespace {
+inline namespace detail {
 
 struct Silu {
   // expf, not __expf, whose error grows with |x|: this stays within a few
@@ -11,7 +11,7 @@ struct Silu {
   __device__ __forceinline__ float operator()(float x) const { return x / (1.f + expf(-x)); }
 };
 
-}  // namespace
+}  // namespace detail
 
 int silu_and_mul(void* out, const void* input, int64_t rows, int64_t d, int64_t out_row_stride,
                  int64_t input_row_stride, cudaStream_t stream) {

@@ -14,7 +14,10 @@
 // RTLD_GLOBAL, default-visibility symbols of one spec could interpose on
 // another's. So entry points are hidden, and headers put code that depends on
 // the spec macros in unnamed namespaces (one translation unit per library
-// includes each header, so nothing is duplicated).
+// includes each header, so nothing is duplicated). CUDA units use an inline
+// namespace `detail` instead, kept private by -fvisibility=hidden: nvcc names
+// an unnamed namespace after a hash of the source's absolute path, so two
+// checkouts at different paths would build different binaries.
 #if defined(_WIN32)
 #define MINFER_HIDDEN
 #else

@@ -5,7 +5,7 @@
 #include "minfer/cuda_utils.cuh"
 
 namespace minfer::cuda_detail {
-namespace {  // spec-dependent: private to this library (see config.h)
+inline namespace detail {  // spec-dependent: hidden in this library (see config.h)
 
 template <class Act, int N>
 __global__ void __launch_bounds__(kMaxThreads)
@@ -48,5 +48,5 @@ int launch_act_and_mul(void* out, const void* input, int64_t rows, int64_t d,
   return int(cudaGetLastError());
 }
 
-}  // namespace
+}  // namespace detail
 }  // namespace minfer::cuda_detail

@@ -7,7 +7,7 @@
 #include "minfer/kernels.h"
 
 namespace minfer::cuda_detail {
-namespace {  // spec-dependent: private to this library (see config.h)
+inline namespace detail {  // spec-dependent: hidden in this library (see config.h)
 
 // N elements moved as one access; N = kVec makes it a 16-byte load/store.
 template <int N>
@@ -71,5 +71,5 @@ __device__ __forceinline__ float row_sum(float v) {
   return v;
 }
 
-}  // namespace
+}  // namespace detail
 }  // namespace minfer::cuda_detail

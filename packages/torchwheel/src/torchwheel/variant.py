@@ -175,6 +175,11 @@ class _PartBuilder:
             distribution=part.distribution,
             version=self.version,
             summary=f"Prebuilt {self.project.name} kernels for torch {torch_series} ({part.part_id})",
+            description=(
+                f"Compiled libraries of `{self.project.name}` for torch {torch_series} ({part.part_id}), and their "
+                f"manifest: no Python code. Install `{self.project.name}` with it; its loader uses these where "
+                "they match the running torch, CUDA and GPU, and compiles what they lack on first use.\n"
+            ),
             requires=(f"torch=={torch_series}.*", f"{self.project.name}=={self.version}", *extra_requires),
             files=variant_files(aot_dir, f"{self.project.name}/data/aot/{part.part_id}", [e.name for e in entries]),
             tag=f"py3-none-{report.platform_tag}",

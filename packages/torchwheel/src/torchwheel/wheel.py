@@ -30,6 +30,7 @@ class WheelContents:
     distribution: str  # "minfer-cpu-torch213"
     version: str
     summary: str
+    description: str  # markdown, shown by the index
     requires: tuple[str, ...]  # Requires-Dist lines
     files: dict[str, Path]  # archive name -> file on disk
     tag: str  # "py3-none-manylinux_2_35_x86_64"
@@ -70,6 +71,9 @@ def write_wheel(contents: WheelContents, out_dir: Path, epoch: int) -> Path:
             f"Version: {contents.version}\n",
             f"Summary: {contents.summary}\n",
             *(f"Requires-Dist: {r}\n" for r in contents.requires),
+            "Description-Content-Type: text/markdown\n",
+            "\n",
+            contents.description,
         ]
     )
     wheel_meta = (
