@@ -44,9 +44,7 @@ print(time.perf_counter() - started)
 def cpp_extension_one_by_one(device: str, root: Path, arch_list: str | None) -> float:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
-        ),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
     }
     if arch_list:
         env["TORCH_CUDA_ARCH_LIST"] = arch_list
@@ -61,9 +59,7 @@ def cpp_extension_one_by_one(device: str, root: Path, arch_list: str | None) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--arch-list", default=None)
     args = parser.parse_args()

@@ -68,9 +68,7 @@ def sample(code: str, args: list[str], env: dict[str, str], runs: int) -> list[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", default="rmsnorm_fp16_cpu")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
@@ -87,9 +85,7 @@ def main() -> None:
             **os.environ,
             "MINFER_AOT_PATH": str(aot),
             "MINFER_DISABLE_JIT": "1",
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])
-            ),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
         }
         warm = Path(scratch) / "cpp_extension"
         warm.mkdir()

@@ -82,7 +82,11 @@ def tiny_project(tmp_path: Path) -> Path:
 
     Returns the directory to put on PYTHONPATH; the project is `tiny_project:PROJECT`.
     """
-    root = tmp_path / "pro$ject dir"
+    return write_tiny_project(tmp_path / "pro$ject dir")
+
+
+def write_tiny_project(root: Path) -> Path:
+    """Write the tiny project into `root` (for fixtures of a wider scope); return `root`."""
     (root / "src" / "include" / "tiny").mkdir(parents=True)
     (root / "src" / "kernel.cpp").write_text(TINY_KERNEL)
     (root / "src" / "include" / "tiny" / "scale.h").write_text(TINY_HEADER)
@@ -90,6 +94,16 @@ def tiny_project(tmp_path: Path) -> Path:
         (root / "src" / f"{name}.cpp").write_text(TINY_BINDING.replace("NAME", name))
     (root / "tiny_project.py").write_text(TINY_PROJECT)
     return root
+
+
+def isolated_env(tmp: Path, project: Path | None = None) -> dict[str, str]:
+    """os.environ without torchwheel settings, with cache and lock dirs under `tmp` and the
+    tiny project (if given) importable: for fixtures wider than a test, where monkeypatch is not."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_", "TINY_"))}
+    env.update(TORCHWHEEL_CACHE_DIR=str(tmp / "cache"), TORCHWHEEL_LOCK_DIR=str(tmp / "locks"))
+    if project is not None:
+        env["PYTHONPATH"] = str(project)
+    return env
 
 
 def run_python(
@@ -117,3 +131,14 @@ def torch214_python() -> str:
     if not shutil.which("nvcc") and not Path("/usr/local/cuda/bin/nvcc").exists():
         pytest.skip("no nvcc: CUDA builds need a CUDA toolkit")
     return python
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Every path under `root` with its mode, owner, size and mtime: equal states, no change."""
+    state = {}
+    for directory, names, files in os.walk(root):
+        for name in names + files:
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            state[os.path.relpath(path, root)] = (info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns)
+    return state

@@ -23,9 +23,7 @@ def test_the_key_is_stable(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) 
     assert key_of(tiny_project, monkeypatch) == key_of(tiny_project, monkeypatch)
 
 
-def test_a_moved_checkout_has_the_same_key(
-    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_moved_checkout_has_the_same_key(tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = key_of(tiny_project, monkeypatch)
     moved = shutil.copytree(tiny_project, tmp_path / "somewhere" / "else")
     with monkeypatch.context() as inner:
@@ -39,9 +37,7 @@ def test_a_changed_source_changes_the_key(tiny_project: Path, monkeypatch: pytes
     assert key_of(tiny_project, monkeypatch) != before
 
 
-def test_a_changed_included_header_changes_the_key(
-    tiny_project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_changed_included_header_changes_the_key(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = key_of(tiny_project, monkeypatch)
     header = tiny_project / "src" / "include" / "tiny" / "scale.h"
     header.write_text(header.read_text().replace("2.0f", "3.0f"))
@@ -54,9 +50,7 @@ def test_a_changed_flag_changes_the_key(tiny_project: Path, monkeypatch: pytest.
     assert key_of(tiny_project, monkeypatch) != before
 
 
-def test_an_unrelated_file_does_not_change_the_key(
-    tiny_project: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_unrelated_file_does_not_change_the_key(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = key_of(tiny_project, monkeypatch)
     (tiny_project / "src" / "include" / "tiny" / "unused.h").write_text("#define UNUSED 1\n")
     assert key_of(tiny_project, monkeypatch) == before

@@ -90,9 +90,7 @@ print(json.dumps({"key": key, "hit": hit is not None, "nvcc": toolchain.nvcc.ver
 """
 
 
-def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(
-    torch214_python: str, tmp_path: Path
-) -> None:
+def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(torch214_python: str, tmp_path: Path) -> None:
     env = clean_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a")
     first = run_python(JIT_LOAD, {**env, "CUDA_HOME": str(CUDA_HOME)}, python=torch214_python)
     assert json.loads(first.stdout.splitlines()[-1])["origin"] == "jit-build"

@@ -27,9 +27,7 @@ def use_tiny(project: Path, env: dict[str, str], **extra: str) -> tuple[dict, st
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
 
-def test_a_cold_spec_is_compiled_once_and_logged_with_reason_and_time(
-    tiny_project: Path, private_env
-) -> None:
+def test_a_cold_spec_is_compiled_once_and_logged_with_reason_and_time(tiny_project: Path, private_env) -> None:
     first, log = use_tiny(tiny_project, private_env)
     assert first["origin"] == "jit-build" and first["value"] == 2.0
     assert first["reason"] == "no prebuilt binary for it is installed"
@@ -72,9 +70,7 @@ def test_a_changed_flag_rebuilds(tiny_project: Path, private_env) -> None:
     assert second["origin"] == "jit-build" and second["value"] == 5.0
 
 
-def test_a_prebuilt_binary_for_another_torch_is_refused_with_its_reason(
-    tiny_project: Path, private_env
-) -> None:
+def test_a_prebuilt_binary_for_another_torch_is_refused_with_its_reason(tiny_project: Path, private_env) -> None:
     out = tiny_project / "out"
     run_python(
         "import sys; from torchwheel.cli import main; "

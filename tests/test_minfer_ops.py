@@ -143,12 +143,8 @@ def test_gated_activations_match_the_reference(minfer_prebuilt, dtype, op, shape
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize(
-    ("tokens", "heads", "kv_heads", "head_dim"), [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128)]
-)
-def test_apply_rope_rotates_q_and_k_in_place(
-    minfer_prebuilt, dtype, tokens, heads, kv_heads, head_dim
-) -> None:
+@pytest.mark.parametrize(("tokens", "heads", "kv_heads", "head_dim"), [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128)])
+def test_apply_rope_rotates_q_and_k_in_place(minfer_prebuilt, dtype, tokens, heads, kv_heads, head_dim) -> None:
     device = minfer_prebuilt
     q, k = rand((tokens, heads, head_dim), dtype, device), rand((tokens, kv_heads, head_dim), dtype, device)
     positions = torch.randint(0, 4096, (tokens,)).to(device)
@@ -176,9 +172,7 @@ def opcheck_cases(dtype: torch.dtype, device: str) -> dict[str, tuple]:
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize(
-    "op", ["rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope"]
-)
+@pytest.mark.parametrize("op", ["rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope"])
 def test_every_op_passes_opcheck(minfer_prebuilt, op, dtype) -> None:
     from minfer import ops
 

@@ -32,9 +32,7 @@ def test_one_ninja_run_builds_every_spec_from_a_path_with_dollar_and_space(
 
     wrapper = (out / "build" / "build.ninja").read_text()
     subninjas = [line for line in wrapper.splitlines() if line.startswith("subninja ")]
-    assert subninjas == [
-        f"subninja {ninja_path(out / 'build' / n / 'build.ninja')}" for n in ("scale_a", "scale_b")
-    ]
+    assert subninjas == [f"subninja {ninja_path(out / 'build' / n / 'build.ninja')}" for n in ("scale_a", "scale_b")]
     # Two specs of 3 steps each (kernel, binding, link) in one run: its counter reaches 6.
     assert "[6/6]" in result.stdout
     for name in ("scale_a", "scale_b"):
@@ -43,9 +41,7 @@ def test_one_ninja_run_builds_every_spec_from_a_path_with_dollar_and_space(
     assert "built 2 specs (6 build steps)" in result.stdout
 
 
-def test_a_second_build_with_nothing_changed_runs_no_step(
-    tiny_project: Path, private_env: dict[str, str]
-) -> None:
+def test_a_second_build_with_nothing_changed_runs_no_step(tiny_project: Path, private_env: dict[str, str]) -> None:
     env = {**private_env, "PYTHONPATH": str(tiny_project)}
     out = tiny_project / "out"
     torchwheel("build", "tiny_project:PROJECT", "--out", str(out), cwd=tiny_project, env=env)
@@ -59,9 +55,7 @@ def test_a_compile_error_names_the_spec_and_shows_the_compiler_output(
 ) -> None:
     (tiny_project / "src" / "scale_b.cpp").write_text("this is not C++;\n")
     env = {**private_env, "PYTHONPATH": str(tiny_project)}
-    result = torchwheel(
-        "build", "tiny_project:PROJECT", "--out", str(tiny_project / "out"), cwd=tiny_project, env=env
-    )
+    result = torchwheel("build", "tiny_project:PROJECT", "--out", str(tiny_project / "out"), cwd=tiny_project, env=env)
     assert result.returncode == 1
     assert "error:" in result.stderr  # the compiler's own words
     last = result.stderr.strip().splitlines()[-1]

@@ -1,11 +1,13 @@
 """A prebuilt binary is used only where it matches the running torch, ABI, CUDA and GPU."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from torchwheel.manifest import Manifest, ManifestEntry
 from torchwheel.selection import RuntimeEnv, candidates_for, rejection_reason
+from torchwheel.verify import Verifier
 
 CUDA_RUNTIME = RuntimeEnv("2.14.1+cu130", True, "13.0", ((9, 0),))
 
@@ -60,3 +62,29 @@ def test_every_manifest_holding_the_spec_is_a_candidate() -> None:
     found = candidates_for("rmsnorm_fp16_cuda", [old, good, other], CUDA_RUNTIME)
     assert [c.rejection is None for c in found] == [False, True]
     assert found[0].describe().startswith("/b/rmsnorm_fp16_cuda/rmsnorm_fp16_cuda.so: built for torch 2.13")
+
+
+def test_a_malformed_cuda_version_is_a_reason_not_a_crash() -> None:
+    assert rejection_reason(entry(cuda_version="thirteen"), CUDA_RUNTIME) == (
+        "manifest cuda_version 'thirteen' is malformed"
+    )
+
+
+def test_a_file_outside_the_manifests_dir_is_refused_as_damaged() -> None:
+    manifest = Manifest("minfer", {"rmsnorm_fp16_cuda": entry(file="../../evil.so")}, Path("/a"))
+    (found,) = candidates_for("rmsnorm_fp16_cuda", [manifest], CUDA_RUNTIME)
+    assert found.damaged
+    assert found.rejection == "manifest file '../../evil.so' is not a path inside the manifest's directory"
+
+
+def test_the_first_candidate_whose_file_passes_its_sha256_is_chosen(tmp_path: Path) -> None:
+    library = tmp_path / "good" / "rmsnorm_fp16_cuda" / "rmsnorm_fp16_cuda.so"
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"binary")
+    digest = hashlib.sha256(b"binary").hexdigest()
+    bad = Manifest("minfer", {"rmsnorm_fp16_cuda": entry(sha256="1" * 64)}, tmp_path / "good")
+    good = Manifest("minfer", {"rmsnorm_fp16_cuda": entry(sha256=digest)}, tmp_path / "good")
+    found = candidates_for("rmsnorm_fp16_cuda", [bad, good], CUDA_RUNTIME, verifier=Verifier(None))
+    assert [c.damaged for c in found] == [True, False]
+    assert found[0].rejection.startswith("fails its sha256 check (6 bytes hash to ")
+    assert found[1].rejection is None

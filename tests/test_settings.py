@@ -55,3 +55,21 @@ def test_disable_and_force_jit_together_are_refused() -> None:
 def test_an_empty_cache_dir_is_refused() -> None:
     with pytest.raises(SettingsError, match="MINFER_CACHE_DIR is set but empty"):
         settings(MINFER_CACHE_DIR="")
+
+
+def test_accept_ptx_is_off_unless_set() -> None:
+    assert not settings().accept_ptx
+    assert settings(MINFER_ACCEPT_PTX="1").accept_ptx
+    assert settings(TORCHWHEEL_ACCEPT_PTX="yes").accept_ptx
+
+
+def test_the_arch_list_remembers_the_variable_it_came_from() -> None:
+    assert settings(TORCH_CUDA_ARCH_LIST="8.0").arch_list_from == "TORCH_CUDA_ARCH_LIST"
+    assert settings(TORCHWHEEL_CUDA_ARCH_LIST="9.0a").arch_list_from == "TORCHWHEEL_CUDA_ARCH_LIST"
+    assert settings(MINFER_CUDA_ARCH_LIST="9.0a", TORCH_CUDA_ARCH_LIST="8.0").arch_list_from == "MINFER_CUDA_ARCH_LIST"
+    assert settings().arch_list_from is None
+
+
+def test_the_lock_dir_is_settable() -> None:
+    assert settings(MINFER_LOCK_DIR="/l").lock_dir == Path("/l")
+    assert settings(TORCHWHEEL_LOCK_DIR="/t").lock_dir == Path("/t")

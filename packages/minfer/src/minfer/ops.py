@@ -65,8 +65,7 @@ def _check_norm(op: str, input: torch.Tensor, weight: torch.Tensor) -> None:
     if weight.dim() != 1 or weight.shape[0] != input.shape[-1]:
         _fail(
             op,
-            f"weight has shape {tuple(weight.shape)}, expected ({input.shape[-1]},) to match the "
-            "last dim of input",
+            f"weight has shape {tuple(weight.shape)}, expected ({input.shape[-1]},) to match the last dim of input",
         )
 
 
@@ -80,9 +79,7 @@ def rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> tor
     return out
 
 
-def fused_add_rmsnorm(
-    input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6
-) -> None:
+def fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> None:
     """In place: `residual += input`, then `input = rmsnorm(residual) * weight`."""
     _check("fused_add_rmsnorm", input=input, residual=residual, weight=weight)
     _check_norm("fused_add_rmsnorm", input, weight)
@@ -130,8 +127,7 @@ def apply_rope(
     if positions.dtype != torch.int64 or positions.shape != (q.shape[0],):
         _fail(
             op,
-            f"positions must be int64 of shape ({q.shape[0]},), got {positions.dtype} "
-            f"{tuple(positions.shape)}",
+            f"positions must be int64 of shape ({q.shape[0]},), got {positions.dtype} {tuple(positions.shape)}",
         )
     if positions.device != q.device:
         _fail(op, f"positions is on {positions.device} but q is on {q.device}; move one")

@@ -13,6 +13,7 @@ from .errors import SettingsError
 
 _DOTTED = re.compile(r"(\d+)\.(\d)([af]?)(\+PTX)?", re.IGNORECASE)
 _SM = re.compile(r"(sm|compute)_(\d+)(\d)([af]?)")
+SUFFIX_MIN_MAJOR = {"a": 9, "f": 10}  # the oldest GPU generation each suffix exists for
 
 
 @dataclass(frozen=True, order=True)
@@ -29,11 +30,14 @@ class CudaArch:
     def sm(self) -> str:
         return f"{self.major}{self.minor}{self.suffix}"
 
+    @property
+    def dotted(self) -> str:
+        return f"{self.major}.{self.minor}{self.suffix}"
+
     def __str__(self) -> str:
-        text = f"{self.major}.{self.minor}{self.suffix}"
         if self.sass and self.ptx:
-            return f"{text}+PTX"
-        return text if self.sass else f"compute_{self.sm}"
+            return f"{self.dotted}+PTX"
+        return self.dotted if self.sass else f"compute_{self.sm}"
 
     def nvcc_flags(self) -> list[str]:
         flags = []
@@ -62,33 +66,50 @@ class CudaArch:
         return (self.major, self.minor) <= (major, minor)
 
 
-def parse_arch(text: str) -> CudaArch:
+def field_suffix(field: str | None) -> str:
+    """' in --arch-list', for messages that say where an arch came from."""
+    return f" in {field}" if field else ""
+
+
+def parse_arch(text: str, field: str | None = None) -> CudaArch:
     text = text.strip()
     if match := _DOTTED.fullmatch(text):
         major, minor, suffix, ptx = match.groups()
-        return CudaArch(int(major), int(minor), suffix.lower(), sass=True, ptx=bool(ptx))
-    if match := _SM.fullmatch(text.lower()):
+        arch = CudaArch(int(major), int(minor), suffix.lower(), sass=True, ptx=bool(ptx))
+    elif match := _SM.fullmatch(text.lower()):
         kind, major, minor, suffix = match.groups()
-        return CudaArch(int(major), int(minor), suffix, sass=kind == "sm", ptx=kind == "compute")
-    raise SettingsError(
-        f"CUDA arch {text!r} is not understood; write it as 9.0, 9.0a, 10.0f, 12.0+PTX, sm_90a or compute_90"
-    )
+        arch = CudaArch(int(major), int(minor), suffix, sass=kind == "sm", ptx=kind == "compute")
+    else:
+        raise SettingsError(
+            f"CUDA arch {text!r}{field_suffix(field)} is not understood; write it as 9.0, 9.0a, 10.0f, "
+            "12.0+PTX, sm_90a or compute_90"
+        )
+    if arch.suffix and arch.major < SUFFIX_MIN_MAJOR[arch.suffix]:
+        first = SUFFIX_MIN_MAJOR[arch.suffix]
+        raise SettingsError(
+            f"CUDA arch {text!r}{field_suffix(field)} does not exist: the '{arch.suffix}' suffix starts at "
+            f"{first}.0; write {arch.major}.{arch.minor} instead"
+        )
+    return arch
 
 
-def parse_arch_list(text: str) -> tuple[CudaArch, ...]:
-    """Parse a list into sorted, merged targets (so equal lists give equal cache keys)."""
+def parse_arch_list(text: str, field: str | None = None) -> tuple[CudaArch, ...]:
+    """Parse a list into sorted, merged targets (so equal lists give equal cache keys).
+
+    `field` names where the list came from (`--arch-list`, `MINFER_CUDA_ARCH_LIST`), for errors.
+    """
     merged: dict[tuple[int, int, str], CudaArch] = {}
     for item in re.split(r"[;,\s]+", text.strip()):
         if not item:
             continue
-        arch = parse_arch(item)
+        arch = parse_arch(item, field)
         key = (arch.major, arch.minor, arch.suffix)
         if old := merged.get(key):
             arch = CudaArch(*key, sass=old.sass or arch.sass, ptx=old.ptx or arch.ptx)
         merged[key] = arch
     if not merged:
         raise SettingsError(
-            f"CUDA arch list {text!r} is empty; name at least one target, e.g. '9.0' or '8.0;9.0a'"
+            f"CUDA arch list {text!r}{field_suffix(field)} is empty; name at least one target, e.g. '9.0' or '8.0;9.0a'"
         )
     return tuple(sorted(merged.values()))
 

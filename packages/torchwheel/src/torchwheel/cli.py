@@ -35,12 +35,14 @@ def _build(args: argparse.Namespace) -> int:
         text = args.arch_list or settings.arch_list
         if not text:
             raise SettingsError(
-                "no CUDA arch list for the cuda specs; pass --arch-list (e.g. '8.0;9.0a') or set "
-                "TORCH_CUDA_ARCH_LIST"
+                "no CUDA arch list for the cuda specs; pass --arch-list (e.g. '8.0;9.0a') or set TORCH_CUDA_ARCH_LIST"
             )
-        archs = parse_arch_list(text)
+        source = "--arch-list" if args.arch_list else settings.arch_list_from
+        archs = parse_arch_list(text, source)
     target = TorchTarget.running()
     toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=need_cuda)
+    if need_cuda and (offered := toolchain.cuda_archs()) is not None:
+        offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
     jobs = args.jobs or default_jobs(settings.max_jobs)
     out = Path(args.out).absolute()
     print(
@@ -165,6 +167,24 @@ def _audit(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from .cache_admin import locations_for, run_cache_command
+
+    return run_cache_command(
+        args.action,
+        locations_for(args.project),
+        older_than=getattr(args, "older_than", None),
+        max_size=getattr(args, "max_size", None),
+        dry_run=getattr(args, "dry_run", False),
+    )
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(args.project, as_json=args.json)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="torchwheel", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -203,6 +223,25 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--strict", action="store_true", help="fail files that need a newer glibc too")
     audit.add_argument("--json", action="store_true", help="print the report as JSON (sorted keys)")
     audit.set_defaults(run=_audit)
+
+    cache = commands.add_parser("cache", help="list or evict JIT cache entries")
+    actions = cache.add_subparsers(dest="action", required=True)
+    projects = "projects (entry point name or module:attribute; default: every installed one)"
+    listing = actions.add_parser("list", help="show each entry: spec, key, size, last use")
+    listing.add_argument("project", nargs="*", help=projects)
+    prune = actions.add_parser("prune", help="remove entries unused for a while, or the oldest beyond a size")
+    prune.add_argument("project", nargs="*", help=projects)
+    prune.add_argument("--older-than", metavar="AGE", help="entries unused this long, e.g. 30d, 12h")
+    prune.add_argument("--max-size", metavar="SIZE", help="then the least recently used until under, e.g. 2G")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    clear = actions.add_parser("clear", help="remove every entry (except those being built)")
+    clear.add_argument("project", nargs="*", help=projects)
+    cache.set_defaults(run=_cache)
+
+    doctor = commands.add_parser("doctor", help="the environment, and whether each spec loads prebuilt or JIT")
+    doctor.add_argument("project", nargs="*", help=projects)
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(run=_doctor)
     return top
 
 

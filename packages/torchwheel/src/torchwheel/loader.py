@@ -2,6 +2,8 @@
 
 This module is what a kernel library calls on its first op. It never imports the packaging
 tools (audit, wheels, conda, matrix), and it touches the compilers only on a cache miss.
+Deciding (`plan`) is kept apart from doing (`load`), so that `torchwheel doctor` can say what
+each spec would do without loading or building anything.
 """
 
 from __future__ import annotations
@@ -10,19 +12,28 @@ import logging
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .arch import CudaArch, parse_arch_list
-from .errors import LoadError, ManifestError, SpecError
+from .arch import CudaArch, coverage, format_arch_list, parse_arch_list
+from .errors import LoadError, ManifestError, SettingsError, SpecError
+from .lock import private_dir_problem
 from .manifest import Manifest, read_manifest
 from .project import Project
 from .selection import Candidate, RuntimeEnv, candidates_for
 from .settings import Settings
 from .spec import JitSpec, check_unique_names
+from .verify import Verifier
+
+if TYPE_CHECKING:
+    from .jit_cache import JitCache, JitJob
+    from .toolchain import Toolchain
 
 logger = logging.getLogger("torchwheel")
+
+NO_PREBUILT = "no prebuilt binary for it is installed"
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,19 @@ class LoadedSpec:
     origin: str  # "prebuilt", "jit-cache" (built earlier) or "jit-build" (built by this process)
     reason: str | None  # why not prebuilt, for the JIT origins
     seconds: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What loading a spec would do, decided without compiling or loading anything."""
+
+    name: str
+    origin: str  # "prebuilt", "jit-cache" or "jit-build"
+    path: Path | None  # the .so to load; for "jit-build", where the build will put it
+    reason: str | None  # why not prebuilt (None for "prebuilt")
+    candidates: tuple[Candidate, ...] = ()
+    problems: tuple[str, ...] = ()  # manifests that could not be read
+    job: JitJob | None = field(default=None, repr=False, compare=False)
 
 
 class Loader:
@@ -70,19 +94,78 @@ class Loader:
             if name in self._loaded:
                 return self._loaded[name]
             started = time.monotonic()
-            path, origin, reason = self._resolve(name)
+            plan = self.plan(name)
+            path, origin = plan.path, plan.origin
+            if plan.origin == "jit-build":
+                assert plan.job is not None
+                path, origin = self._build(plan.job, plan.reason or "")
+            elif plan.origin == "jit-cache":
+                from .jit_cache import mark_used
+
+                mark_used(plan.path)
+            assert path is not None
             import torch
 
             torch.ops.load_library(str(path))
-            loaded = LoadedSpec(name, path, origin, reason, time.monotonic() - started)
+            loaded = LoadedSpec(name, path, origin, plan.reason, time.monotonic() - started)
             self._loaded[name] = loaded
             return loaded
 
-    def explain(self, name: str, device: str) -> tuple[list[Candidate], list[str]]:
-        """Every prebuilt candidate for a spec with its verdict, and unreadable manifests."""
+    def explain(self, name: str, device: str, *, record: bool = True) -> tuple[list[Candidate], list[str]]:
+        """Every prebuilt candidate for a spec with its verdict, and unreadable manifests.
+
+        Candidates that match are sha256-checked (once per file, remembered unless `record` is
+        off) until one passes.
+        """
         runtime = RuntimeEnv.current(with_gpus=device == "cuda")
         manifests, problems = self._manifests
-        return candidates_for(name, manifests, runtime), problems
+        settings = self.settings
+        found = candidates_for(
+            name,
+            manifests,
+            runtime,
+            verifier=Verifier.for_cache(settings.cache_dir, record=record),
+            accept_ptx=settings.accept_ptx,
+            accept_ptx_variable=settings.variable("ACCEPT_PTX"),
+        )
+        return found, problems
+
+    def plan(self, name: str, *, record: bool = True) -> Plan:
+        """Prebuilt, cached JIT build or new JIT build, and why; raises when none is possible."""
+        # The prebuilt path needs only the manifests: the specs (which check their sources on
+        # disk) are made only when a JIT build is needed.
+        settings = self.settings
+        candidates: list[Candidate] = []
+        problems: list[str] = []
+        if settings.force_jit:
+            reason = f"{settings.variable('FORCE_JIT')} is set"
+        else:
+            manifests, _ = self._manifests
+            entry_devices = {m.entries[name].device for m in manifests if name in m.entries}
+            device = entry_devices.pop() if len(entry_devices) == 1 else self._spec(name).device
+            candidates, problems = self.explain(name, device, record=record)
+            for candidate in candidates:
+                if candidate.rejection is None:
+                    path = candidate.manifest.path_of(candidate.entry)
+                    return Plan(name, "prebuilt", path, None, tuple(candidates), tuple(problems))
+            reason = "prebuilt " + "; ".join(c.describe() for c in candidates) if candidates else NO_PREBUILT
+            if problems:
+                reason += "; " + "; ".join(problems)
+        spec = self._spec(name)
+        if settings.disable_jit:
+            raise LoadError(
+                f"{self.project.name}: cannot load {name}: {reason}; JIT is disabled by "
+                f"{settings.variable('DISABLE_JIT')}, so install a matching prebuilt package or unset it"
+            )
+        job = self._jit_job(spec)
+        cache = self._cache(record)
+        found, damaged = cache.check(spec.name, job.key)
+        if found is not None:
+            return Plan(name, "jit-cache", found, reason, tuple(candidates), tuple(problems), job)
+        if damaged:
+            reason += f"; {damaged}, so it is rebuilt"
+        path = cache.entry_path(spec.name, job.key)
+        return Plan(name, "jit-build", path, reason, tuple(candidates), tuple(problems), job)
 
     def _spec(self, name: str) -> JitSpec:
         spec = self.specs.get(name)
@@ -91,38 +174,18 @@ class Loader:
             raise SpecError(f"{self.project.name} has no spec {name!r}; use one of: {known}")
         return spec
 
-    def _resolve(self, name: str) -> tuple[Path, str, str | None]:
-        # The prebuilt path needs only the manifests: the specs (which check their sources on
-        # disk) are made only when a JIT build is needed.
-        settings = self.settings
-        prefix = settings.prefix
-        if settings.force_jit:
-            reason = f"{prefix}_FORCE_JIT is set"
-        else:
-            manifests, problems = self._manifests
-            entry_devices = {m.entries[name].device for m in manifests if name in m.entries}
-            device = entry_devices.pop() if len(entry_devices) == 1 else self._spec(name).device
-            candidates, problems = self.explain(name, device)
-            for candidate in candidates:
-                if candidate.rejection is None:
-                    return candidate.manifest.path_of(candidate.entry), "prebuilt", None
-            if candidates:
-                reason = "prebuilt " + "; ".join(c.describe() for c in candidates)
-            else:
-                reason = "no prebuilt binary for it is installed"
-            if problems:
-                reason += "; " + "; ".join(problems)
-        spec = self._spec(name)
-        if settings.disable_jit:
-            raise LoadError(
-                f"{self.project.name}: cannot load {name}: {reason}; JIT is disabled by "
-                f"{prefix}_DISABLE_JIT, so install a matching prebuilt package or unset it"
-            )
-        return self._jit(spec, reason)
+    def _cache(self, record: bool = True) -> JitCache:
+        from .jit_cache import JitCache  # lazily: it imports the build machinery
 
-    def _jit(self, spec: JitSpec, reason: str) -> tuple[Path, str, str]:
-        from .build import default_jobs
-        from .jit_cache import JitCache
+        settings = self.settings
+        # Never load a .so from a directory that another user could have written it into.
+        if problem := private_dir_problem(settings.cache_dir, "cache dir", settings.variable("CACHE_DIR")):
+            raise SettingsError(problem)
+        verifier = Verifier.for_cache(settings.cache_dir, record=record)
+        return JitCache(settings.cache_dir, settings.lock_dir, verifier)
+
+    def _jit_job(self, spec: JitSpec) -> JitJob:
+        from .jit_cache import JitJob
         from .keys import cache_key
         from .target import TorchTarget
         from .toolchain import find_toolchain
@@ -130,44 +193,63 @@ class Loader:
         settings = self.settings
         target = TorchTarget.running()
         toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=spec.device == "cuda")
-        archs = self._jit_archs() if spec.device == "cuda" else ()
-        key = cache_key(spec, target, toolchain, archs)
-        cache = JitCache(settings.cache_dir, settings.lock_dir)
-        if found := cache.lookup(spec.name, key):
-            return found, "jit-cache", reason
+        archs = self._jit_archs(toolchain) if spec.device == "cuda" else ()
+        return JitJob(spec, cache_key(spec, target, toolchain, archs), target, toolchain, archs)
+
+    def _build(self, job: JitJob, reason: str) -> tuple[Path, str]:
+        from .build import default_jobs
+
+        settings = self.settings
+        cache = self._cache()
         _ensure_log_handler(settings.verbose)
-        project = self.project.name
-        logger.info("%s: compiling %s by JIT (%s)", project, spec.name, reason)
+        project, name = self.project.name, job.spec.name
+        what = f" for {format_arch_list(job.archs)}" if job.archs else ""
+        logger.info("%s: compiling %s%s by JIT (%s)", project, name, what, reason)
         started = time.monotonic()
         path, compiled = cache.build(
-            spec,
-            key,
-            target,
-            toolchain,
-            archs,
+            job.spec,
+            job.key,
+            job.target,
+            job.toolchain,
+            job.archs,
             jobs=default_jobs(settings.max_jobs),
             on_wait=lambda message: logger.info("%s: %s", project, message),
             progress=lambda done, total, what: logger.debug("%s: [%d/%d] %s", project, done, total, what),
+            variables=(settings.variable("CACHE_DIR"), settings.variable("LOCK_DIR")),
         )
         seconds = time.monotonic() - started
         if not compiled:
-            logger.info(
-                "%s: %s was built by another process meanwhile (waited %.1f s)", project, spec.name, seconds
-            )
-            return path, "jit-cache", reason
-        logger.info("%s: JIT-built %s in %.1f s (%s)", project, spec.name, seconds, reason)
-        return path, "jit-build", reason
+            logger.info("%s: %s was built by another process meanwhile (waited %.1f s)", project, name, seconds)
+            return path, "jit-cache"
+        logger.info("%s: JIT-built %s in %.1f s (%s)", project, name, seconds, reason)
+        return path, "jit-build"
 
-    def _jit_archs(self) -> tuple[CudaArch, ...]:
-        if self.settings.arch_list:
-            return parse_arch_list(self.settings.arch_list)
+    def _jit_archs(self, toolchain: Toolchain) -> tuple[CudaArch, ...]:
+        """The arch list of a JIT build: the user's, checked against the toolkit and the GPUs,
+        else native code for each visible GPU."""
+        settings = self.settings
+        offered = toolchain.cuda_archs()
         capabilities = RuntimeEnv.current(with_gpus=True).gpu_capabilities
+        if settings.arch_list:
+            source = settings.arch_list_from
+            archs = parse_arch_list(settings.arch_list, source)
+            if offered is not None:
+                offered.check(archs, source)
+            for major, minor in capabilities:
+                if coverage(archs, major, minor) is None:
+                    raise SettingsError(
+                        f"{source}={settings.arch_list!r} has no code for this GPU (sm_{major}{minor}); "
+                        f"add {major}.{minor} to it or unset it"
+                    )
+            return archs
         if not capabilities:
             raise LoadError(
                 f"{self.project.name}: no GPU is visible to pick CUDA archs for; set "
-                f"{self.settings.prefix}_CUDA_ARCH_LIST or TORCH_CUDA_ARCH_LIST (e.g. '9.0')"
+                f"{settings.variable('CUDA_ARCH_LIST')} or TORCH_CUDA_ARCH_LIST (e.g. '9.0')"
             )
-        return parse_arch_list(";".join(f"{major}.{minor}" for major, minor in capabilities))
+        if offered is None:
+            return parse_arch_list(";".join(f"{major}.{minor}" for major, minor in capabilities))
+        return tuple(sorted({offered.native_arch(major, minor) for major, minor in capabilities}))
 
 
 def _ensure_log_handler(verbose: bool) -> None:

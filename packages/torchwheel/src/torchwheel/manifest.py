@@ -79,9 +79,7 @@ def read_manifest(directory: Path) -> Manifest:
             )
         project = str(data["project"])
     except (KeyError, TypeError, AttributeError) as error:
-        raise ManifestError(
-            f"manifest {path} lacks field {error}; reinstall the package that holds it"
-        ) from error
+        raise ManifestError(f"manifest {path} lacks field {error}; reinstall the package that holds it") from error
     return Manifest(project, entries, directory)
 
 
@@ -92,8 +90,7 @@ def write_manifest(
         "schema": SCHEMA_VERSION,
         "project": project,
         "specs": {
-            e.name: {k: v for k, v in asdict(e).items() if k != "name"}
-            for e in sorted(entries, key=lambda e: e.name)
+            e.name: {k: v for k, v in asdict(e).items() if k != "name"} for e in sorted(entries, key=lambda e: e.name)
         },
     }
     if audit is not None:

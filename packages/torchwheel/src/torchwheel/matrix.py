@@ -7,10 +7,10 @@ configuration, the meta-package's extras) is generated from this one file, so th
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 from packaging.version import InvalidVersion, Version
 
 from .arch import format_arch_list, parse_arch_list

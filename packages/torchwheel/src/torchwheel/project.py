@@ -69,6 +69,13 @@ def load_project(reference: str) -> Project:
     return value
 
 
+def installed_projects() -> list[str]:
+    """The names of the projects registered under the `torchwheel.projects` entry point group."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
 def select_specs(specs: Sequence[JitSpec], device: str, names: Sequence[str] = ()) -> list[JitSpec]:
     """The specs for a device ('all' for every one), narrowed to `names` (regexes) when given."""
     chosen = [s for s in specs if device == "all" or s.device == device]

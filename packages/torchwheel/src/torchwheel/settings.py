@@ -27,7 +27,9 @@ class Settings:
     aot_path: tuple[Path, ...]
     disable_jit: bool
     force_jit: bool
+    accept_ptx: bool  # load a prebuilt binary whose only code for the GPU is PTX
     arch_list: str | None
+    arch_list_from: str | None  # the variable the arch list came from, for error messages
     max_jobs: int | None
     cuda_home: Path | None
     cxx: str
@@ -44,6 +46,9 @@ class Settings:
             raise SettingsError(
                 f"{reader.name('DISABLE_JIT')} and {reader.name('FORCE_JIT')} are both set; unset one of them"
             )
+        arch_from = reader.name("CUDA_ARCH_LIST")
+        if not reader.text("CUDA_ARCH_LIST"):
+            arch_from = "TORCH_CUDA_ARCH_LIST" if env.get("TORCH_CUDA_ARCH_LIST") else None
         return cls(
             prefix=prefix,
             cache_dir=cache_dir,
@@ -51,12 +56,18 @@ class Settings:
             aot_path=reader.path_list("AOT_PATH"),
             disable_jit=disable_jit,
             force_jit=force_jit,
-            arch_list=reader.text("CUDA_ARCH_LIST") or env.get("TORCH_CUDA_ARCH_LIST") or None,
+            accept_ptx=reader.boolean("ACCEPT_PTX"),
+            arch_list=env.get(arch_from) if arch_from else None,
+            arch_list_from=arch_from,
             max_jobs=_positive_int(env, "MAX_JOBS"),
             cuda_home=_optional_path(env.get("CUDA_HOME") or env.get("CUDA_PATH")),
             cxx=env.get("CXX") or "c++",
             verbose=reader.boolean("VERBOSE"),
         )
+
+    def variable(self, key: str) -> str:
+        """The variable a user sets for `key` (`MINFER_FORCE_JIT`), for messages."""
+        return f"{self.prefix}_{key}"
 
 
 class _Reader:

@@ -90,14 +90,10 @@ class JitSpec:
                     f"which a {self.device} spec cannot compile; {hint}"
                 )
             if not path.is_file():
-                raise SpecError(
-                    f"JitSpec {self.name!r}: source {path} does not exist; fix the path or add the file"
-                )
+                raise SpecError(f"JitSpec {self.name!r}: source {path} does not exist; fix the path or add the file")
         for directory in self.include_dirs:
             if not directory.is_dir():
-                raise SpecError(
-                    f"JitSpec {self.name!r}: include dir {directory} does not exist; fix the path"
-                )
+                raise SpecError(f"JitSpec {self.name!r}: include dir {directory} does not exist; fix the path")
 
 
 def check_unique_names(specs: Iterable[JitSpec]) -> None:
@@ -105,7 +101,5 @@ def check_unique_names(specs: Iterable[JitSpec]) -> None:
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:
-            raise SpecError(
-                f"JitSpec name {spec.name!r} appears twice in one project; give each spec its own name"
-            )
+            raise SpecError(f"JitSpec name {spec.name!r} appears twice in one project; give each spec its own name")
         seen.add(spec.name)

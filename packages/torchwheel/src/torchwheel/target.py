@@ -70,9 +70,7 @@ class TorchTarget:
         result = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ToolchainError(
-                f"cannot import torch with {python}: {last}; install torch into that environment"
-            )
+            raise ToolchainError(f"cannot import torch with {python}: {last}; install torch into that environment")
         facts = json.loads(result.stdout.strip().splitlines()[-1])
         prefix = Path(facts["prefix"])
         return cls(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ToolchainError
+from .nvcc_archs import ToolkitArchs
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class Toolchain:
             "cxx": self.cxx.version,
             "nvcc": self.nvcc.version if self.nvcc else None,
         }
+
+    def cuda_archs(self) -> ToolkitArchs | None:
+        """What this toolkit's nvcc can compile for; None where nvcc cannot say (nvcc < 11)."""
+        if self.nvcc is None or self.cuda_version is None:
+            return None
+        listing = listed_archs(self.nvcc.path)
+        return ToolkitArchs.from_listing(self.cuda_version, listing, self.nvcc.path) if listing else None
 
 
 def find_toolchain(cxx: str, cuda_home: Path | None, *, need_cuda: bool) -> Toolchain:
@@ -68,9 +76,7 @@ def _default_cuda_home() -> Path | None:
 def _compiler(executable: str, variable: str) -> Compiler:
     path = shutil.which(executable)
     if path is None:
-        raise ToolchainError(
-            f"compiler {executable!r} not found; install it or set {variable} to one that exists"
-        )
+        raise ToolchainError(f"compiler {executable!r} not found; install it or set {variable} to one that exists")
     return Compiler(path, reported_version(path))
 
 
@@ -92,3 +98,15 @@ def reported_version(path: str) -> str:
         if first.startswith(name + " "):
             first = first[len(name) :].strip()
     return first
+
+
+@functools.cache
+def listed_archs(nvcc: str) -> tuple[str, ...]:
+    """`nvcc --list-gpu-arch`: the archs this toolkit compiles for, asked once per process."""
+    try:
+        result = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if result.returncode != 0:
+        return ()  # too old to list them; nvcc itself will refuse an arch it lacks
+    return tuple(line.strip() for line in result.stdout.splitlines() if line.strip())

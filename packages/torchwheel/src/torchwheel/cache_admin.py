@@ -1,0 +1,277 @@
+"""`torchwheel cache list|prune|clear`: what the JIT cache holds, and evicting it.
+
+An entry's "last used" time is its directory's mtime, which the loader bumps (hourly at most)
+on every load from the cache. An entry whose build lock is held is never touched: the lock is
+taken without waiting, and an entry is removed only while it is held (renamed aside first, so
+that a reader never sees half of it). Locks are per host, so where hosts share a cache dir,
+prune from one host at a time, at quiet times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SettingsError
+from .jit_cache import BUILD_PREFIX, TRASH_PREFIX, PartialBuild, discard
+from .lock import ensure_private_dir, private_dir_problem, try_lock
+from .verify import MEMO_DIR_NAME
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    spec: str
+    key: str
+    path: Path
+    size: int  # bytes, of every file in it
+    last_used: float  # epoch seconds: the entry dir's mtime
+
+
+@dataclass(frozen=True)
+class CacheLocation:
+    """One cache dir (several projects may share it) and the lock dir of its builds."""
+
+    cache_dir: Path
+    lock_dir: Path
+    projects: tuple[str, ...]
+    variable: str  # the setting that moves the cache dir, for messages
+    lock_variable: str  # and the one that moves the lock dir
+
+
+@dataclass(frozen=True)
+class Contents:
+    entries: tuple[CacheEntry, ...]
+    partials: tuple[PartialBuild, ...]  # builds in progress or killed
+    leftovers: tuple[Path, ...]  # `.trash-*` dirs of an interrupted removal, unparsable `.build-*`
+    memo: tuple[Path, ...]  # verification markers
+
+
+@dataclass(frozen=True)
+class Eviction:
+    removed: tuple[CacheEntry, ...]
+    in_use: tuple[CacheEntry, ...]  # chosen, but their lock was held
+    debris: int  # dead partial builds and leftovers removed
+    markers: int  # verification markers removed
+
+
+def parse_age(text: str, field: str = "--older-than") -> float:
+    """'30d', '12h', '90m', '45s', '2w' -> seconds."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if not match:
+        raise SettingsError(f"{field} {text!r} is not an age; write a number and a unit, e.g. 30d, 12h or 90m")
+    return float(match.group(1)) * _AGE_UNITS[match.group(2)]
+
+
+def parse_size(text: str, field: str = "--max-size") -> int:
+    """'2G', '500M', '1.5GiB', '4096' -> bytes (binary units)."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise SettingsError(f"{field} {text!r} is not a size; write a number and a unit, e.g. 2G, 500M or 1.5GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
+def check_location(location: CacheLocation) -> bool:
+    """Whether the cache dir exists; raise when it is not ours alone (we would delete in it)."""
+    if problem := private_dir_problem(location.cache_dir, "cache dir", location.variable):
+        raise SettingsError(problem)
+    return location.cache_dir.is_dir()
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def scan(cache_dir: Path) -> Contents:
+    entries, partials, leftovers = [], [], []
+    for spec_dir in sorted(p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in sorted(spec_dir.iterdir()):
+            if path.name.startswith(BUILD_PREFIX):
+                partial = PartialBuild.parse(path)
+                if partial is None:
+                    leftovers.append(path)
+                else:
+                    partials.append(partial)
+            elif path.name.startswith(TRASH_PREFIX):
+                leftovers.append(path)
+            elif path.is_dir():  # an entry, whole or damaged (the loader rebuilds a damaged one)
+                info = path.stat()
+                entries.append(CacheEntry(spec_dir.name, path.name, path, _tree_size(path), info.st_mtime))
+    memo_dir = cache_dir / MEMO_DIR_NAME
+    memo = tuple(sorted(memo_dir.iterdir())) if memo_dir.is_dir() else ()
+    return Contents(tuple(entries), tuple(partials), tuple(leftovers), memo)
+
+
+def choose(
+    entries: Sequence[CacheEntry], *, older_than: float | None, max_size: int | None, now: float
+) -> list[CacheEntry]:
+    """The entries to evict: those unused for `older_than` seconds, then the least recently used
+    until the rest fit in `max_size` bytes."""
+    chosen = [e for e in entries if older_than is not None and now - e.last_used > older_than]
+    if max_size is not None:
+        kept = sorted((e for e in entries if e not in chosen), key=lambda e: e.last_used)
+        total = sum(e.size for e in kept)
+        while kept and total > max_size:
+            oldest = kept.pop(0)
+            chosen.append(oldest)
+            total -= oldest.size
+    return chosen
+
+
+def evict(
+    location: CacheLocation,
+    chosen: Sequence[CacheEntry],
+    contents: Contents,
+    *,
+    markers_older_than: float | None,
+    now: float,
+    dry_run: bool = False,
+) -> Eviction:
+    removed, in_use = [], []
+    if chosen and not dry_run:
+        ensure_private_dir(location.lock_dir, "lock dir", location.lock_variable)
+    for entry in chosen:
+        if dry_run:
+            removed.append(entry)
+            continue
+        with try_lock(location.lock_dir / f"{entry.spec}-{entry.key}.lock") as taken:
+            if not taken:
+                in_use.append(entry)
+                continue
+            discard(entry.path)
+            removed.append(entry)
+    debris = [p.path for p in contents.partials if p.is_dead()] + list(contents.leftovers)
+    markers = [m for m in contents.memo if markers_older_than is not None and now - _mtime(m) > markers_older_than]
+    if not dry_run:
+        for path in debris:
+            shutil.rmtree(path, ignore_errors=True)
+        for marker in markers:
+            marker.unlink(missing_ok=True)
+    return Eviction(tuple(removed), tuple(in_use), len(debris), len(markers))
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def describe(location: CacheLocation, contents: Contents, now: float) -> list[str]:
+    total = sum(e.size for e in contents.entries)
+    lines = [
+        f"{location.cache_dir} ({', '.join(location.projects)}): {len(contents.entries)} entries, {format_size(total)}"
+    ]
+    width = max((len(e.spec) for e in contents.entries), default=0)
+    for entry in sorted(contents.entries, key=lambda e: (e.spec, -e.last_used)):
+        lines.append(
+            f"  {entry.spec:<{width}}  {entry.key[:12]}  {format_size(entry.size):>10}  "
+            f"used {format_age(now - entry.last_used)} ago"
+        )
+    for partial in contents.partials:
+        state = "dead" if partial.is_dead() else "running"
+        lines.append(f"  partial build {partial.path.name} (pid {partial.pid} on {partial.host}, {state})")
+    for leftover in contents.leftovers:
+        lines.append(f"  leftover {leftover.relative_to(location.cache_dir)}")
+    if contents.memo:
+        lines.append(f"  {len(contents.memo)} verification markers in {MEMO_DIR_NAME}/")
+    return lines
+
+
+def locations_for(references: Sequence[str]) -> list[CacheLocation]:
+    """The cache dirs of the named projects (every installed one when none is named)."""
+    from .project import installed_projects, load_project
+    from .settings import Settings
+
+    names = list(references) or installed_projects()
+    if not names:
+        raise SettingsError("no torchwheel project is installed; name one (entry point name or module:attribute)")
+    found: dict[Path, CacheLocation] = {}
+    for name in names:
+        project = load_project(name)
+        settings = Settings.from_env(project.name, project.env_prefix)
+        key = Path(os.path.realpath(settings.cache_dir))
+        if key in found:  # TORCHWHEEL_CACHE_DIR can point every project at one dir
+            old = found[key]
+            found[key] = dataclasses.replace(old, projects=(*old.projects, project.name))
+        else:
+            found[key] = CacheLocation(
+                settings.cache_dir,
+                settings.lock_dir,
+                (project.name,),
+                settings.variable("CACHE_DIR"),
+                settings.variable("LOCK_DIR"),
+            )
+    return list(found.values())
+
+
+def run_cache_command(
+    action: str,
+    locations: Sequence[CacheLocation],
+    *,
+    older_than: str | None = None,
+    max_size: str | None = None,
+    dry_run: bool = False,
+) -> int:
+    """The `torchwheel cache` subcommands; every argument is checked before anything is touched."""
+    age = parse_age(older_than) if older_than is not None else None
+    size = parse_size(max_size) if max_size is not None else None
+    if action == "prune" and age is None and size is None:
+        raise SettingsError("cache prune needs --older-than (e.g. 30d) or --max-size (e.g. 2G), or both")
+    present = [location for location in locations if check_location(location)]
+    now = time.time()
+    for location in locations:
+        if location not in present:
+            print(f"{location.cache_dir} ({', '.join(location.projects)}): empty (not created yet)")
+    for location in present:
+        contents = scan(location.cache_dir)
+        if action == "list":
+            print("\n".join(describe(location, contents, now)))
+            continue
+        if action == "clear":
+            chosen, markers_age = list(contents.entries), -1.0
+        else:
+            chosen, markers_age = choose(contents.entries, older_than=age, max_size=size, now=now), age
+        result = evict(location, chosen, contents, markers_older_than=markers_age, now=now, dry_run=dry_run)
+        freed = sum(e.size for e in result.removed)
+        left = sum(e.size for e in contents.entries) - freed
+        verb = "would remove" if dry_run else "removed"
+        print(
+            f"{location.cache_dir}: {verb} {len(result.removed)} entries ({format_size(freed)}), "
+            f"{result.debris} partial builds, {result.markers} verification markers; "
+            f"{len(contents.entries) - len(result.removed)} entries ({format_size(left)}) left"
+        )
+        for entry in result.in_use:
+            print(f"  kept {entry.spec} {entry.key[:12]}: its build lock is held (in use)")
+    return 0
