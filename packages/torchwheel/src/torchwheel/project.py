@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,17 +73,3 @@ def installed_projects() -> list[str]:
     from importlib.metadata import entry_points
 
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
-
-
-def select_specs(specs: Sequence[JitSpec], device: str, names: Sequence[str] = ()) -> list[JitSpec]:
-    """The specs for a device ('all' for every one), narrowed to `names` (regexes) when given."""
-    chosen = [s for s in specs if device == "all" or s.device == device]
-    if names:
-        patterns = [re.compile(n) for n in names]
-        chosen = [s for s in chosen if any(p.fullmatch(s.name) for p in patterns)]
-        if not chosen:
-            raise SettingsError(
-                f"no {device} spec matches {', '.join(names)}; list them with the spec names shown "
-                "by `torchwheel build --list`"
-            )
-    return chosen
