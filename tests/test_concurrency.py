@@ -60,12 +60,7 @@ def race(env: dict[str, str], *spec_lists: list[str]) -> list[Run]:
         for specs in spec_lists
     ]
     try:
-        for process in processes:
-            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
+        release_together(processes)
         runs = []
         for process in processes:
             out, err = process.communicate(timeout=900)
@@ -89,6 +84,16 @@ def compiles(runs: list[Run], spec: str) -> int:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return isolated_env(tmp_path, write_tiny_project(tmp_path / "project"))
+
+
+def release_together(processes: list[subprocess.Popen]) -> None:
+    """Wait until every process has imported torch and said "ready", then let all go at once."""
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
 
 
 def test_sixteen_processes_racing_a_cold_spec_compile_it_once_and_all_succeed(env) -> None:
@@ -123,12 +128,7 @@ def test_two_hosts_sharing_a_cache_dir_both_build_and_keep_one_sound_entry(env, 
         )
         for e in (env, other_host)
     ]
-    for process in processes:
-        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.write("go\n")
-        process.stdin.flush()
+    release_together(processes)
     outputs = [process.communicate(timeout=900) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
     results = [json.loads(out.strip().splitlines()[-1])["scale_a"] for out, _ in outputs]
