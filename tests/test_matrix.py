@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -119,3 +120,14 @@ def test_a_missing_matrix_file_is_one_line(tmp_path: Path) -> None:
     assert (
         result.stderr == f"torchwheel: error: matrix file {tmp_path / 'nope.toml'} does not exist; pass --matrix PATH\n"
     )
+
+
+def test_the_wheel_command_reads_max_jobs_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "torchwheel", "wheel", "--cell", "cpu-torch213", "--python", sys.executable,
+         "--out", str(tmp_path / "dist")],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "MAX_JOBS": "zero"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == "torchwheel: error: MAX_JOBS='zero' is not a positive whole number; use e.g. MAX_JOBS=4\n"
+    assert not (tmp_path / "dist").exists()

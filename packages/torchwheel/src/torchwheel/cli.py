@@ -99,6 +99,7 @@ def _wheel(args: argparse.Namespace) -> int:
     from .envs import cell_environment, cell_target
     from .matrix import load_matrix
     from .project import load_project
+    from .settings import Settings
     from .variant import build_variant
 
     matrix = load_matrix(Path(args.matrix))
@@ -106,7 +107,7 @@ def _wheel(args: argparse.Namespace) -> int:
     if args.python and len(cells) > 1:
         raise SettingsError("--python serves one cell; build one --cell at a time with it")
     project = load_project(args.project or matrix.project)
-    jobs = args.jobs or default_jobs(None)
+    jobs = args.jobs or default_jobs(Settings.from_env(project.name, project.env_prefix).max_jobs)
     started = time.monotonic()
     for number, cell in enumerate(cells, 1):
         label = f"cell {number}/{len(cells)} {cell.id}"

@@ -35,6 +35,7 @@ def build_wheel(
     from .envs import cell_environment, cell_target
     from .matrix import load_matrix
     from .project import load_project
+    from .settings import Settings
     from .variant import build_variant
 
     table = tomllib.loads(Path("pyproject.toml").read_text()).get("tool", {}).get("torchwheel", {}).get("variant")
@@ -56,7 +57,7 @@ def build_wheel(
         cell_target(cell, interpreter),
         build_root,
         Path(wheel_directory),
-        jobs=default_jobs(None),
+        jobs=default_jobs(Settings.from_env(project.name, project.env_prefix).max_jobs),
         max_wheel_bytes=matrix.max_wheel_bytes,
     )
     return result.wheel.name
