@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from torchwheel.runtime.torch_install import TorchInstall
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -142,3 +144,8 @@ def tree_state(root: Path) -> dict[str, tuple[int, int, int, int]]:
             info = os.lstat(path)
             state[os.path.relpath(path, root)] = (info.st_mode, info.st_uid, info.st_size, info.st_mtime_ns)
     return state
+
+
+def torch_at(version: str, cuda: str | None, cxx11_abi: bool = True) -> TorchInstall:
+    """A torch of this version and CUDA, as selection sees it (for tests of the choice alone)."""
+    return TorchInstall(version, cxx11_abi, cuda, Path("/nonexistent/torch"))

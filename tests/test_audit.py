@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from torchwheel.audit import SearchPath, VersionedSymbol, audit_paths, torch_policy
+from torchwheel.release.audit import SearchPath, VersionedSymbol, audit_paths, torch_policy
 from torchwheel.cli import main
-from torchwheel.target import TorchTarget
+from torchwheel.runtime.torch_install import TorchInstall
 
 FIXTURES = Path(__file__).parent / "audit_fixtures"
 CXX = os.environ.get("CXX", "c++")
@@ -46,7 +46,7 @@ def build_minfer(python: str, out: Path, *args: str, **env: str) -> Path:
     return out / "data" / "aot"
 
 
-def compile_so(out: Path, source: str, *flags: str, torch: TorchTarget | None = None) -> Path:
+def compile_so(out: Path, source: str, *flags: str, torch: TorchInstall | None = None) -> Path:
     """One fixture unit straight through the compiler: how a deliberately broken binary is made."""
     torch_flags: list[str] = []
     if torch is not None:
@@ -86,9 +86,9 @@ def audit_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
 
 
 @pytest.fixture(scope="module")
-def torch213() -> TorchTarget:
-    target = TorchTarget.running()
-    if target.major_minor != "2.13":
+def torch213() -> TorchInstall:
+    target = TorchInstall.running()
+    if target.series != "2.13":
         pytest.skip(f"these tests run under torch 2.13; this is {target.version}")
     return target
 
@@ -104,7 +104,7 @@ def clean_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- a clean build ------------------------------------------------------------------------------
 
 
-def test_a_clean_build_passes(clean_build: Path, torch213: TorchTarget) -> None:
+def test_a_clean_build_passes(clean_build: Path, torch213: TorchInstall) -> None:
     report = audit_paths([clean_build], torch213)
     assert report.passed
     [file] = report.files
@@ -124,17 +124,17 @@ def test_the_json_of_a_clean_build_is_stable_and_names_only_the_paths_given(clea
     assert [f["path"] for f in data["files"]] == [f"data/aot/{CLEAN_SO}"]
     assert data["passed"] is True
     assert str(clean_build) not in runs[0].stdout
-    assert str(TorchTarget.running().prefix) not in runs[0].stdout
+    assert str(TorchInstall.running().prefix) not in runs[0].stdout
     assert list(data) == sorted(data)
 
 
-def test_the_default_policy_is_the_tag_of_torchs_own_wheel(torch213: TorchTarget) -> None:
+def test_the_default_policy_is_the_tag_of_torchs_own_wheel(torch213: TorchInstall) -> None:
     assert torch_policy(torch213) == "manylinux_2_28_x86_64"  # torch 2.13.0's wheel tag
 
 
 @pytest.mark.skipif(GLIBC < (2, 32), reason=f"glibc {_glibc} here: binaries built here need no GLIBC_2.32")
 def test_a_build_on_this_glibc_names_the_symbols_beyond_manylinux_2_28_and_the_policy_it_meets(
-    clean_build: Path, torch213: TorchTarget
+    clean_build: Path, torch213: TorchInstall
 ) -> None:
     report = audit_paths([clean_build], torch213, policy="manylinux_2_28_x86_64")
     [file] = report.files
@@ -152,7 +152,7 @@ def test_a_build_on_this_glibc_names_the_symbols_beyond_manylinux_2_28_and_the_p
 
 @pytest.mark.skipif(GLIBC < (2, 32), reason=f"glibc {_glibc} here: binaries built here need no GLIBC_2.32")
 def test_strict_fails_a_binary_that_needs_a_newer_glibc_than_the_policy(
-    clean_build: Path, torch213: TorchTarget, capsys: pytest.CaptureFixture[str]
+    clean_build: Path, torch213: TorchInstall, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = audit_cli(capsys, str(clean_build), "--strict")
     assert code == 1
@@ -160,7 +160,7 @@ def test_strict_fails_a_binary_that_needs_a_newer_glibc_than_the_policy(
     assert out.rstrip().endswith("1 of 1 file failed; platform tag manylinux_2_34_x86_64")
 
 
-def test_the_platform_tag_agrees_with_auditwheel_show(clean_build: Path, torch213: TorchTarget, tmp_path: Path) -> None:
+def test_the_platform_tag_agrees_with_auditwheel_show(clean_build: Path, torch213: TorchInstall, tmp_path: Path) -> None:
     wheel = write_wheel(
         tmp_path / "tiny-0.1-py3-none-linux_x86_64.whl",
         {"tiny/__init__.py": b"", "tiny/rmsnorm.so": (clean_build / CLEAN_SO).read_bytes()},
@@ -175,7 +175,7 @@ def test_the_platform_tag_agrees_with_auditwheel_show(clean_build: Path, torch21
 
 
 def test_a_manifest_that_records_another_abi_than_torchs_is_a_mismatch(
-    clean_build: Path, torch213: TorchTarget, tmp_path: Path
+    clean_build: Path, torch213: TorchInstall, tmp_path: Path
 ) -> None:
     prebuilt = Path(shutil.copytree(clean_build, tmp_path / "aot"))
     manifest = json.loads((prebuilt / "manifest.json").read_text())
@@ -195,11 +195,11 @@ def test_a_manifest_that_records_another_abi_than_torchs_is_a_mismatch(
 
 @pytest.fixture(scope="module")
 def built_for_214(torch214_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch214 = TorchTarget.probe(torch214_python)
+    torch214 = TorchInstall.probe(torch214_python)
     return compile_so(tmp_path_factory.mktemp("t214") / "new_op.so", "new_op.cpp", torch=torch214)
 
 
-def test_a_binary_built_for_torch_214_lists_the_op_that_213_lacks(built_for_214: Path, torch213: TorchTarget) -> None:
+def test_a_binary_built_for_torch_214_lists_the_op_that_213_lacks(built_for_214: Path, torch213: TorchInstall) -> None:
     [file] = audit_paths([built_for_214], torch213).files
     assert file.missing_symbols == ("at::_ops::linalg_matrix_sqrth::call(at::Tensor const&)",)
     assert file.faults == (
@@ -217,7 +217,7 @@ def test_the_same_binary_passes_against_the_torch_it_was_built_for(
 
 
 def test_a_binary_built_with_the_old_abi_for_a_new_abi_torch_is_an_abi_mismatch(
-    torch213: TorchTarget, tmp_path: Path
+    torch213: TorchInstall, tmp_path: Path
 ) -> None:
     if not torch213.cxx11_abi:
         pytest.skip("this torch uses the old ABI itself")
@@ -229,7 +229,7 @@ def test_a_binary_built_with_the_old_abi_for_a_new_abi_torch_is_an_abi_mismatch(
     assert file.faults[0].endswith("rebuild with -D_GLIBCXX_USE_CXX11_ABI=1")
 
 
-def test_the_same_unit_built_with_torchs_abi_is_consistent(torch213: TorchTarget, tmp_path: Path) -> None:
+def test_the_same_unit_built_with_torchs_abi_is_consistent(torch213: TorchInstall, tmp_path: Path) -> None:
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch213.cxx11_abi)}"
     so = compile_so(tmp_path / "torch_abi.so", "checked_scale.cpp", abi, torch=torch213)
     [file] = audit_paths([so], torch213).files
@@ -238,7 +238,7 @@ def test_the_same_unit_built_with_torchs_abi_is_consistent(torch213: TorchTarget
     assert file.missing_symbols == ()
 
 
-def test_a_needed_library_outside_the_allow_list_is_a_fault(torch213: TorchTarget, tmp_path: Path) -> None:
+def test_a_needed_library_outside_the_allow_list_is_a_fault(torch213: TorchInstall, tmp_path: Path) -> None:
     so = compile_so(tmp_path / "with_zlib.so", "plain.cpp", "-Wl,--no-as-needed", "-l:libz.so.1")
     [file] = audit_paths([so], torch213).files
     assert file.disallowed_needed == ("libz.so.1",)
@@ -248,7 +248,7 @@ def test_a_needed_library_outside_the_allow_list_is_a_fault(torch213: TorchTarge
     )
 
 
-def test_a_runpath_into_the_build_dir_is_a_fault(torch213: TorchTarget, tmp_path: Path) -> None:
+def test_a_runpath_into_the_build_dir_is_a_fault(torch213: TorchInstall, tmp_path: Path) -> None:
     build_dir = tmp_path / "build"
     so = compile_so(tmp_path / "rpath.so", "plain.cpp", "-Wl,--enable-new-dtags", f"-Wl,-rpath,{build_dir}")
     [file] = audit_paths([so], torch213).files
@@ -258,7 +258,7 @@ def test_a_runpath_into_the_build_dir_is_a_fault(torch213: TorchTarget, tmp_path
     )
 
 
-def test_an_origin_relative_runpath_passes(torch213: TorchTarget, tmp_path: Path) -> None:
+def test_an_origin_relative_runpath_passes(torch213: TorchInstall, tmp_path: Path) -> None:
     so = compile_so(tmp_path / "origin.so", "plain.cpp", "-Wl,-rpath,$ORIGIN/../lib")
     report = audit_paths([so], torch213)
     assert report.passed
@@ -277,13 +277,13 @@ def cuda_build(torch214_python: str, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.cuda_build
 def test_a_cuda_build_passes_against_the_cuda_torch_it_was_built_for(cuda_build: Path, torch214_python: str) -> None:
-    report = audit_paths([cuda_build], TorchTarget.probe(torch214_python))
+    report = audit_paths([cuda_build], TorchInstall.probe(torch214_python))
     assert report.passed, report.format()
     assert {"libc10_cuda.so", "libcudart.so.13"} <= set(report.files[0].needed)
 
 
 @pytest.mark.cuda_build
-def test_a_cuda_build_fails_against_a_cpu_torch(cuda_build: Path, torch213: TorchTarget) -> None:
+def test_a_cuda_build_fails_against_a_cpu_torch(cuda_build: Path, torch213: TorchInstall) -> None:
     [file] = audit_paths([cuda_build], torch213).files
     assert set(file.disallowed_needed) == {"libc10_cuda.so", "libcudart.so.13"}
     assert any(symbol.startswith("c10::cuda::") for symbol in file.missing_symbols)
@@ -325,21 +325,21 @@ def test_a_cuda_build_fails_against_a_cpu_torch(cuda_build: Path, torch213: Torc
     ids=["missing-path", "not-elf", "unknown-policy", "bad-torch-version", "other-torch-version", "no-so"],
 )
 def test_a_user_error_is_one_line_naming_the_value_and_the_fix(
-    args: list[str], message: str, torch213: TorchTarget, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    args: list[str], message: str, torch213: TorchInstall, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "notes.so").write_text("not a binary\n")
     (tmp_path / "empty").mkdir()
     compile_so(tmp_path / "origin.so", "plain.cpp")
     code, out, err = audit_cli(capsys, *(a.format(tmp=tmp_path) for a in args))
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")  # a usage error, not faults found (1)
     assert err.startswith(f"torchwheel: error: {message.format(tmp=tmp_path)}")
     assert err.count("\n") == 1
 
 
 def test_the_run_time_modules_never_import_the_audit() -> None:
     code = (
-        "import sys, torchwheel, torchwheel.spec, torchwheel.manifest, torchwheel.loader, torchwheel.lock\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('torchwheel.audit', 'elftools', 'auditwheel'))))"
+        "import sys, torchwheel, torchwheel.spec, torchwheel.runtime.manifest, torchwheel.runtime.loader, torchwheel.runtime.lock\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('torchwheel.release.audit', 'elftools', 'auditwheel'))))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr

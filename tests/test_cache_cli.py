@@ -21,7 +21,7 @@ DAY = 86400
 HOLDER = """
 import sys, time
 from pathlib import Path
-from torchwheel.lock import exclusive_lock
+from torchwheel.runtime.lock import exclusive_lock
 with exclusive_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(600)

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from torchwheel.keys import cache_key, project_headers
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.compile.keys import cache_key, project_headers
+from torchwheel.compile.toolchain import find_toolchain
 from torchwheel.project import load_project
-from torchwheel.target import TorchTarget
-from torchwheel.toolchain import find_toolchain
+from torchwheel.runtime.torch_install import TorchInstall
 
 
 def key_of(project_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str = "scale_a") -> str:
@@ -16,7 +17,8 @@ def key_of(project_dir: Path, monkeypatch: pytest.MonkeyPatch, name: str = "scal
     for module in [m for m in __import__("sys").modules if m == "tiny_project"]:
         del __import__("sys").modules[module]
     spec = {s.name: s for s in load_project("tiny_project:PROJECT").make_specs()}[name]
-    return cache_key(spec, TorchTarget.running(), find_toolchain("c++", None, need_cuda=False), ())
+    target = BuildTarget.make(TorchInstall.running(), find_toolchain("c++", None, need_cuda=False))
+    return cache_key(spec, target)
 
 
 def test_the_key_is_stable(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

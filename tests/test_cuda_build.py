@@ -75,16 +75,17 @@ print(json.dumps({"origin": loaded.origin, "path": str(loaded.path)}))
 KEY_OF = """
 import json
 from torchwheel.arch import parse_arch_list
-from torchwheel.jit_cache import JitCache
-from torchwheel.keys import cache_key
+from torchwheel.runtime.jit_cache import JitCache
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.compile.keys import cache_key
 from torchwheel.settings import Settings
-from torchwheel.target import TorchTarget
-from torchwheel.toolchain import find_toolchain
+from torchwheel.runtime.torch_install import TorchInstall
+from torchwheel.compile.toolchain import find_toolchain
 from minfer._project import PROJECT
 settings = Settings.from_env("minfer", "MINFER")
 spec = {s.name: s for s in PROJECT.make_specs()}["silu_and_mul_fp16_cuda"]
 toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=True)
-key = cache_key(spec, TorchTarget.running(), toolchain, parse_arch_list("9.0a"))
+key = cache_key(spec, BuildTarget.make(TorchInstall.running(), toolchain, parse_arch_list("9.0a")))
 hit = JitCache(settings.cache_dir, settings.lock_dir).lookup(spec.name, key)
 print(json.dumps({"key": key, "hit": hit is not None, "nvcc": toolchain.nvcc.version}))
 """

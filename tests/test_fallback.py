@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import isolated_env, run_python, write_tiny_project
-from torchwheel.manifest import ManifestEntry
-from torchwheel.selection import RuntimeEnv, rejection_reason
+from conftest import isolated_env, run_python, torch_at, write_tiny_project
+from torchwheel.runtime.manifest import ManifestEntry
+from torchwheel.runtime.selection import RuntimeEnv, rejection_reason
 
 LOAD = """
 import json, sys, torch
@@ -108,7 +108,7 @@ def test_a_variant_for_another_cxx11_abi_falls_back(shared, variant) -> None:
 
 def test_a_variant_for_another_cuda_major_is_refused() -> None:
     entry = ManifestEntry("k", "k/k.so", "0" * 64, "cuda", "2.14.1", True, "12.8", ("9.0a",))
-    runtime = RuntimeEnv("2.14.1+cu130", True, "13.0", ((9, 0),))
+    runtime = RuntimeEnv(torch_at("2.14.1+cu130", "13.0"), ((9, 0),))
     assert rejection_reason(entry, runtime) == "built for CUDA 12.8, running torch uses CUDA 13.0"
 
 
@@ -123,13 +123,13 @@ def test_a_variant_for_another_cuda_major_falls_back_under_a_cuda_torch(shared, 
 
 def test_a_variant_without_code_for_this_gpu_is_refused() -> None:
     entry = ManifestEntry("k", "k/k.so", "0" * 64, "cuda", "2.14.1", True, "13.0", ("8.0", "10.0f"))
-    runtime = RuntimeEnv("2.14.1+cu130", True, "13.0", ((9, 0),), "13.0")
+    runtime = RuntimeEnv(torch_at("2.14.1+cu130", "13.0"), ((9, 0),), "13.0")
     assert rejection_reason(entry, runtime) == "has no code for this GPU (sm_90); built for 8.0;10.0f"
 
 
 def test_ptx_only_for_this_gpu_is_refused_unless_accepted() -> None:
     entry = ManifestEntry("k", "k/k.so", "0" * 64, "cuda", "2.14.1", True, "13.0", ("8.0+PTX",))
-    runtime = RuntimeEnv("2.14.1+cu130", True, "13.0", ((9, 0),), "13.0")
+    runtime = RuntimeEnv(torch_at("2.14.1+cu130", "13.0"), ((9, 0),), "13.0")
     assert rejection_reason(entry, runtime, accept_ptx_variable="MINFER_ACCEPT_PTX") == (
         "has only PTX for this GPU (sm_90), which the driver would compile at every start; building "
         "native code instead (MINFER_ACCEPT_PTX=1 loads the PTX)"
@@ -139,7 +139,7 @@ def test_ptx_only_for_this_gpu_is_refused_unless_accepted() -> None:
 
 def test_accepted_ptx_is_refused_where_the_driver_is_older_than_its_toolkit() -> None:
     entry = ManifestEntry("k", "k/k.so", "0" * 64, "cuda", "2.14.1", True, "13.2", ("8.0+PTX",))
-    runtime = RuntimeEnv("2.14.1+cu132", True, "13.2", ((9, 0),), "13.0")
+    runtime = RuntimeEnv(torch_at("2.14.1+cu132", "13.2"), ((9, 0),), "13.0")
     assert rejection_reason(entry, runtime, accept_ptx=True) == (
         "has only PTX for this GPU (sm_90), made by CUDA 13.2, newer than the driver's CUDA 13.0, "
         "which cannot compile it"

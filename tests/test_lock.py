@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from torchwheel.errors import SettingsError
-from torchwheel.lock import ensure_private_dir, exclusive_lock, private_dir_problem, try_lock
+from torchwheel.runtime.lock import exclusive_lock, try_lock
+from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from torchwheel.lock import exclusive_lock
+from torchwheel.runtime.lock import exclusive_lock
 with exclusive_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(600)

@@ -13,8 +13,8 @@ import pytest
 
 from conftest import REPO
 from torchwheel.errors import SettingsError
-from torchwheel.matrix import load_matrix, parse_matrix
-from torchwheel.workflow import workflow_text
+from torchwheel.release.matrix import load_matrix, parse_matrix
+from torchwheel.release.workflow import workflow_text
 
 MATRIX = REPO / "ci" / "matrix.toml"
 
@@ -73,7 +73,7 @@ def test_the_meta_package_has_one_extra_per_cell() -> None:
 
 def test_an_unknown_cell_is_one_line_naming_the_known_ones() -> None:
     result = torchwheel("wheel", "--cell", "cu999-torch214", "--out", "/nonexistent")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert result.stderr.startswith("torchwheel: error: cell 'cu999-torch214' is not in the matrix; pick one of cpu-")
     assert not Path("/nonexistent").exists()
 
@@ -116,7 +116,7 @@ def test_a_malformed_matrix_is_one_line(change: dict, message: str) -> None:
 
 def test_a_missing_matrix_file_is_one_line(tmp_path: Path) -> None:
     result = torchwheel("matrix", "list", "--matrix", str(tmp_path / "nope.toml"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert (
         result.stderr == f"torchwheel: error: matrix file {tmp_path / 'nope.toml'} does not exist; pass --matrix PATH\n"
     )
@@ -128,6 +128,6 @@ def test_the_wheel_command_reads_max_jobs_and_refuses_a_bad_one(tmp_path: Path) 
          "--out", str(tmp_path / "dist")],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "MAX_JOBS": "zero"},
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert result.stderr == "torchwheel: error: MAX_JOBS='zero' is not a positive whole number; use e.g. MAX_JOBS=4\n"
     assert not (tmp_path / "dist").exists()

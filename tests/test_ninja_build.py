@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from torchwheel.ninja_files import ninja_path
+from torchwheel.compile.ninja_files import ninja_path
 
 
 def torchwheel(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -56,7 +56,7 @@ def test_a_compile_error_names_the_spec_and_shows_the_compiler_output(
     (tiny_project / "src" / "scale_b.cpp").write_text("this is not C++;\n")
     env = {**private_env, "PYTHONPATH": str(tiny_project)}
     result = torchwheel("build", "tiny_project:PROJECT", "--out", str(tiny_project / "out"), cwd=tiny_project, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 3  # a build failure
     assert "error:" in result.stderr  # the compiler's own words
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("torchwheel: error: compiling scale_b failed (ninja exit 1)")
@@ -64,6 +64,6 @@ def test_a_compile_error_names_the_spec_and_shows_the_compiler_output(
 
 def test_an_unknown_project_is_one_line(private_env: dict[str, str], tmp_path: Path) -> None:
     result = torchwheel("build", "no_such_project", cwd=tmp_path, env=private_env)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert result.stderr.startswith("torchwheel: error: project 'no_such_project' is not installed")
     assert len(result.stderr.strip().splitlines()) == 1

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from torchwheel.manifest import Manifest, ManifestEntry
-from torchwheel.selection import RuntimeEnv, candidates_for, rejection_reason
-from torchwheel.verify import Verifier
+from conftest import torch_at
+from torchwheel.runtime.manifest import Manifest, ManifestEntry
+from torchwheel.runtime.selection import RuntimeEnv, candidates_for, rejection_reason
+from torchwheel.runtime.verify import Verifier
 
-CUDA_RUNTIME = RuntimeEnv("2.14.1+cu130", True, "13.0", ((9, 0),))
+CUDA_RUNTIME = RuntimeEnv(torch_at("2.14.1+cu130", "13.0"), ((9, 0),))
 
 
 def entry(**changes: object) -> ManifestEntry:
@@ -51,7 +52,7 @@ def test_a_mismatch_is_rejected_with_its_reason(changes: dict, reason: str) -> N
 
 
 def test_a_cuda_binary_is_rejected_by_a_cpu_only_torch() -> None:
-    runtime = RuntimeEnv("2.14.1+cpu", True, None, ())
+    runtime = RuntimeEnv(torch_at("2.14.1+cpu", None), ())
     assert rejection_reason(entry(), runtime) == "built for CUDA, running torch has no CUDA"
 
 

@@ -350,11 +350,14 @@ def test_the_loader_finds_the_shard_that_covers_the_gpu(first: Clone, tmp_path: 
     code = f"""
 from pathlib import Path
 from torchwheel.project import Project
-from torchwheel.manifest import read_manifest
-from torchwheel.selection import RuntimeEnv, candidates_for
-manifests = [read_manifest(d) for d in Project("minfer", "MINFER", list, Path({str(site / "minfer")!r})).aot_dirs()]
+from torchwheel.runtime.manifest import read_manifest
+from torchwheel.runtime.prebuilt_dirs import prebuilt_dirs
+from torchwheel.runtime.selection import RuntimeEnv, candidates_for
+from torchwheel.runtime.torch_install import TorchInstall
+project = Project("minfer", "MINFER", list, Path({str(site / "minfer")!r}))
+manifests = [read_manifest(d) for d in prebuilt_dirs(project)]
 for gpu in ((8, 6), (9, 0)):
-    runtime = RuntimeEnv("2.14.1+cu130", True, "13.0", (gpu,))
+    runtime = RuntimeEnv(TorchInstall("2.14.1+cu130", True, "13.0", Path("/torch")), (gpu,))
     found = candidates_for("rmsnorm_bf16_cuda", manifests, runtime)
     print(gpu, [c.manifest.directory.name for c in found if c.rejection is None])
 """

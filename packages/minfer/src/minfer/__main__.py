@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     doctor = commands.add_parser("doctor", help="environment and per-spec prebuilt/JIT verdicts")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    from torchwheel.doctor import run_doctor
+    from torchwheel.cli.doctor import run_doctor
 
     from ._project import PROJECT
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import SettingsError
+from torchwheel.errors import SettingsError
 
 _DOTTED = re.compile(r"(\d+)\.(\d)([af]?)(\+PTX)?", re.IGNORECASE)
 _SM = re.compile(r"(sm|compute)_(\d+)(\d)([af]?)")

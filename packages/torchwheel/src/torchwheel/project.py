@@ -1,4 +1,4 @@
-"""`Project`: a kernel library as torchwheel sees it: its specs, settings prefix and prebuilt dirs."""
+"""`Project`: a kernel library as torchwheel sees it: its specs, its settings prefix, its package."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SettingsError
-from .manifest import MANIFEST_NAME
-from .spec import JitSpec
+from torchwheel.errors import SettingsError
+from torchwheel.spec import JitSpec
 
 ENTRY_POINT_GROUP = "torchwheel.projects"
 
@@ -19,27 +18,14 @@ class Project:
     """A library of specs.
 
     `make_specs` builds the specs on demand (they check that their sources exist, which an
-    import must not fail on). Prebuilt binaries are looked for in `<package_dir>/data/aot`, in
-    each of its subdirectories (one per installed variant wheel), and first of all in the
-    directories of `<PREFIX>_AOT_PATH`.
+    import must not fail on). `package_dir` is where installed variant wheels put their prebuilt
+    files (`<package_dir>/data/aot/<cell>/`; the search is runtime/prebuilt_dirs.py).
     """
 
     name: str
     env_prefix: str
     make_specs: Callable[[], Sequence[JitSpec]]
     package_dir: Path | None = None
-
-    def aot_dirs(self, extra: Sequence[Path] = ()) -> list[Path]:
-        roots = list(extra)
-        if self.package_dir is not None:
-            roots.append(self.package_dir / "data" / "aot")
-        found = []
-        for root in roots:
-            if (root / MANIFEST_NAME).is_file():
-                found.append(root)
-            if root.is_dir():
-                found.extend(sorted(d for d in root.iterdir() if (d / MANIFEST_NAME).is_file()))
-        return found
 
 
 def load_project(reference: str) -> Project:

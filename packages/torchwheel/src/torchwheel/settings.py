@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SettingsError
+from torchwheel.errors import SettingsError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -24,7 +24,7 @@ class Settings:
     prefix: str
     cache_dir: Path
     lock_dir: Path
-    aot_path: tuple[Path, ...]
+    prebuilt_path: tuple[Path, ...]  # <PREFIX>_AOT_PATH: prebuilt dirs searched first
     disable_jit: bool
     force_jit: bool
     accept_ptx: bool  # load a prebuilt binary whose only code for the GPU is PTX
@@ -53,7 +53,7 @@ class Settings:
             prefix=prefix,
             cache_dir=cache_dir,
             lock_dir=reader.path("LOCK_DIR") or _default_lock_dir(env, cache_dir),
-            aot_path=reader.path_list("AOT_PATH"),
+            prebuilt_path=reader.path_list("AOT_PATH"),
             disable_jit=disable_jit,
             force_jit=force_jit,
             accept_ptx=reader.boolean("ACCEPT_PTX"),

@@ -11,11 +11,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-from .errors import SpecError
+from torchwheel.errors import SpecError
 
 NAME_PATTERN = re.compile(r"[a-z0-9_]+")
-DEVICES = ("cpu", "cuda")
+Device = Literal["cpu", "cuda"]
+DEVICES: tuple[Device, ...] = get_args(Device)
 CXX_SUFFIXES = frozenset({".cpp", ".cc", ".cxx", ".c"})
 CUDA_SUFFIXES = frozenset({".cu"})
 
@@ -40,7 +42,7 @@ class JitSpec:
     name: str
     sources: tuple[Path, ...]
     torch_sources: tuple[Path, ...] = ()
-    device: str = "cpu"
+    device: Device = "cpu"
     include_dirs: tuple[Path, ...] = ()
     extra_cflags: tuple[str, ...] = ()
     extra_cuda_cflags: tuple[str, ...] = ()

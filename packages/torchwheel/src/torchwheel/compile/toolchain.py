@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ToolchainError
-from .nvcc_archs import ToolkitArchs
+from torchwheel.errors import ToolchainError
+from torchwheel.compile.nvcc_archs import ToolkitArchs
 
 
 @dataclass(frozen=True)

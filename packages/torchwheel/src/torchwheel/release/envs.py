@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import ToolchainError
-from .matrix import VariantCell
-from .target import TorchTarget
+from torchwheel.errors import ToolchainError
+from torchwheel.release.matrix import VariantCell
+from torchwheel.runtime.torch_install import TorchInstall
+from torchwheel.versions import parse_version
 
 _READY = ".torchwheel-ready"
 
@@ -41,11 +42,10 @@ def cell_environment(cell: VariantCell, envs_dir: Path, say: Callable[[str], Non
     return python
 
 
-def cell_target(cell: VariantCell, python: Path) -> TorchTarget:
+def cell_target(cell: VariantCell, python: Path) -> TorchInstall:
     """The cell's torch as installed for `python`, checked against what the cell needs."""
-    target = TorchTarget.probe(python)
-    public = target.version.split("+")[0]
-    if public != cell.torch_version:
+    target = TorchInstall.probe(python)
+    if parse_version(target.version).public != cell.torch_version:
         raise ToolchainError(
             f"cell {cell.id} builds against torch {cell.torch_version}, but {python} has {target.version}; "
             "pass --python with an environment of that version"

@@ -1,22 +1,17 @@
-"""Kernel locks for JIT builds, and the private directories they (and the cache) live in.
+"""The trust rule: which directories torchwheel may load code from, keep its cache in, or delete in.
 
-`flock` locks belong to an open file: the kernel drops them when the holder exits or is killed,
-so a crashed build can never leave a lock that hangs the next one (torch #189245, FlashInfer
-#972). The lock files live in a private per-user directory on a local file system, and are
-opened without following symlinks, so another user cannot point them elsewhere.
+A directory that another user can write into lets that user swap a `.so` we would then load
+(or an entry we would then delete), so every such directory must belong to the user and be
+writable by no one else.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import stat
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import SettingsError
+from torchwheel.errors import SettingsError
 
 
 def private_dir_problem(path: Path, what: str, variable: str | None = None) -> str | None:
@@ -68,46 +63,3 @@ def ensure_private_dir(path: Path, what: str, variable: str | None = None) -> Pa
     return path
 
 
-def _open_lock(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise SettingsError(
-                f"lock file {path} is a symlink; remove it (locks are never followed through links)"
-            ) from error
-        raise
-
-
-@contextmanager
-def exclusive_lock(path: Path, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold an exclusive lock on `path` for the `with` block; wait (and say so) if it is held."""
-    fd = _open_lock(path)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if on_wait is not None:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-                on_wait(f"waiting for {path.name}, held by pid {holder}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def try_lock(path: Path) -> Iterator[bool]:
-    """Take the lock on `path` if it is free, without waiting; yield whether it was taken."""
-    fd = _open_lock(path)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)

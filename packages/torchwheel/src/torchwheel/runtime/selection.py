@@ -1,71 +1,40 @@
 """Choosing a prebuilt binary: never load one that does not match the running process.
 
 A match needs the same torch major.minor and C++11 ABI; for CUDA code, the same CUDA major
-with a minor no newer than torch's, and machine code for every visible GPU (DESIGN.md,
-invariant 1); PTX alone only when the user accepts it and the driver is new enough to compile
+with a minor no newer than torch's, and machine code for every visible GPU (docs/architecture.md,
+"Invariants"); PTX alone only when the user accepts it and the driver is new enough to compile
 it. A binary that matches must then pass its sha256 check. Each rejection carries a one-line
 reason, which becomes the JIT log line or, with JIT disabled, a line of the error.
 """
 
 from __future__ import annotations
 
-import ctypes
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
-from .arch import coverage, parse_arch_list
-from .errors import SettingsError
-from .manifest import Manifest, ManifestEntry
-from .verify import Verifier
-
-_CUDA_VERSION = re.compile(r"(\d+)\.(\d+)(\.\d+)*")
+from torchwheel.arch import coverage, parse_arch_list
+from torchwheel.errors import SettingsError
+from torchwheel.runtime.gpus import capabilities, driver_cuda_version, visible_gpus
+from torchwheel.runtime.manifest import Manifest, ManifestEntry
+from torchwheel.runtime.torch_install import TorchInstall
+from torchwheel.runtime.verify import Verifier
+from torchwheel.versions import cuda_pair, torch_series
 
 
 @dataclass(frozen=True)
 class RuntimeEnv:
-    torch_version: str
-    cxx11_abi: bool
-    cuda_version: str | None
+    """The torch this process runs under, and the GPUs a CUDA binary must run on."""
+
+    torch: TorchInstall
     gpu_capabilities: tuple[tuple[int, int], ...]  # of every visible GPU; () when not asked
     driver_cuda_version: str | None = None  # the newest CUDA the driver runs; None when not asked
 
-    @property
-    def torch_major_minor(self) -> str:
-        return _major_minor(self.torch_version)
-
     @classmethod
     def current(cls, *, with_gpus: bool) -> RuntimeEnv:
-        import torch
-
-        capabilities: tuple[tuple[int, int], ...] = ()
-        driver = None
         # Asking for GPUs initialises CUDA, so only CUDA specs do it.
-        if with_gpus and torch.cuda.is_available():
-            capabilities = tuple(
-                sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
-            )
-            driver = driver_cuda_version()
-        return cls(
-            torch_version=torch.__version__,
-            cxx11_abi=bool(torch._C._GLIBCXX_USE_CXX11_ABI),
-            cuda_version=torch.version.cuda,
-            gpu_capabilities=capabilities,
-            driver_cuda_version=driver,
-        )
-
-
-def driver_cuda_version() -> str | None:
-    """The CUDA version the installed driver supports ("13.0"), from libcuda itself."""
-    try:
-        libcuda = ctypes.CDLL("libcuda.so.1")
-        version = ctypes.c_int()
-        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
-            return None
-    except (OSError, AttributeError):
-        return None
-    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+        gpus = visible_gpus() if with_gpus else ()
+        return cls(TorchInstall.running(), capabilities(gpus), driver_cuda_version() if gpus else None)
 
 
 @dataclass(frozen=True)
@@ -80,15 +49,6 @@ class Candidate:
         return f"{where}: {self.rejection or 'usable'}"
 
 
-def _major_minor(version: str) -> str:
-    return ".".join(version.split("+")[0].split(".")[:2])
-
-
-def _cuda(version: str | None) -> tuple[int, int] | None:
-    match = _CUDA_VERSION.fullmatch(version or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
-
-
 def rejection_reason(
     entry: ManifestEntry,
     runtime: RuntimeEnv,
@@ -97,26 +57,45 @@ def rejection_reason(
     accept_ptx_variable: str = "TORCHWHEEL_ACCEPT_PTX",
 ) -> str | None:
     """Why this prebuilt binary must not be loaded here, or None when it may."""
-    built_for = _major_minor(entry.torch_version)
-    if built_for != runtime.torch_major_minor:
-        return f"built for torch {built_for}, running torch is {runtime.torch_version}"
-    if entry.cxx11_abi != runtime.cxx11_abi:
-        return f"built with _GLIBCXX_USE_CXX11_ABI={int(entry.cxx11_abi)}, running torch uses {int(runtime.cxx11_abi)}"
+    if problem := _torch_mismatch(entry, runtime.torch):
+        return problem
     if entry.device != "cuda":
         return None
-    if runtime.cuda_version is None:
+    if problem := _cuda_mismatch(entry, runtime.torch):
+        return problem
+    return _gpu_mismatch(entry, runtime, accept_ptx, accept_ptx_variable)
+
+
+def _torch_mismatch(entry: ManifestEntry, torch: TorchInstall) -> str | None:
+    try:
+        built_for = torch_series(entry.torch_version)
+    except ValueError:
+        return f"manifest torch_version {entry.torch_version!r} is malformed"
+    if built_for != torch.series:
+        return f"built for torch {built_for}, running torch is {torch.version}"
+    if entry.cxx11_abi != torch.cxx11_abi:
+        return f"built with _GLIBCXX_USE_CXX11_ABI={int(entry.cxx11_abi)}, running torch uses {int(torch.cxx11_abi)}"
+    return None
+
+
+def _cuda_mismatch(entry: ManifestEntry, torch: TorchInstall) -> str | None:
+    if torch.cuda_version is None:
         return "built for CUDA, running torch has no CUDA"
     if entry.cuda_version is None:
         return "manifest names no CUDA version for a CUDA binary"
-    built, running = _cuda(entry.cuda_version), _cuda(runtime.cuda_version)
+    built, running = cuda_pair(entry.cuda_version), cuda_pair(torch.cuda_version)
     if built is None:
         return f"manifest cuda_version {entry.cuda_version!r} is malformed"
     if running is None:
-        return f"running torch's CUDA version {runtime.cuda_version!r} is not understood"
+        return f"running torch's CUDA version {torch.cuda_version!r} is not understood"
     if built[0] != running[0]:
-        return f"built for CUDA {entry.cuda_version}, running torch uses CUDA {runtime.cuda_version}"
+        return f"built for CUDA {entry.cuda_version}, running torch uses CUDA {torch.cuda_version}"
     if built[1] > running[1]:
-        return f"built for CUDA {entry.cuda_version}, newer than running torch's CUDA {runtime.cuda_version}"
+        return f"built for CUDA {entry.cuda_version}, newer than running torch's CUDA {torch.cuda_version}"
+    return None
+
+
+def _gpu_mismatch(entry: ManifestEntry, runtime: RuntimeEnv, accept_ptx: bool, accept_ptx_variable: str) -> str | None:
     try:
         archs = parse_arch_list(";".join(entry.arch_list))
     except SettingsError:
@@ -125,21 +104,27 @@ def rejection_reason(
         covered = coverage(archs, major, minor)
         if covered is None:
             return f"has no code for this GPU (sm_{major}{minor}); built for {';'.join(entry.arch_list)}"
-        if covered == "ptx":
-            only_ptx = f"has only PTX for this GPU (sm_{major}{minor})"
-            if not accept_ptx:
-                return (
-                    f"{only_ptx}, which the driver would compile at every start; building native "
-                    f"code instead ({accept_ptx_variable}=1 loads the PTX)"
-                )
-            driver = _cuda(runtime.driver_cuda_version)
-            if driver is None:
-                return f"{only_ptx}, and the driver's CUDA version is unknown, so it may not compile it"
-            if driver < built:
-                return (
-                    f"{only_ptx}, made by CUDA {entry.cuda_version}, newer than the driver's CUDA "
-                    f"{runtime.driver_cuda_version}, which cannot compile it"
-                )
+        if covered == "ptx" and (problem := _ptx_problem(entry, runtime, f"sm_{major}{minor}", accept_ptx, accept_ptx_variable)):
+            return problem
+    return None
+
+
+def _ptx_problem(entry: ManifestEntry, runtime: RuntimeEnv, sm: str, accept_ptx: bool, variable: str) -> str | None:
+    only_ptx = f"has only PTX for this GPU ({sm})"
+    if not accept_ptx:
+        return (
+            f"{only_ptx}, which the driver would compile at every start; building native "
+            f"code instead ({variable}=1 loads the PTX)"
+        )
+    driver = cuda_pair(runtime.driver_cuda_version)
+    if driver is None:
+        return f"{only_ptx}, and the driver's CUDA version is unknown, so it may not compile it"
+    built = cuda_pair(entry.cuda_version)
+    if built is not None and driver < built:
+        return (
+            f"{only_ptx}, made by CUDA {entry.cuda_version}, newer than the driver's CUDA "
+            f"{runtime.driver_cuda_version}, which cannot compile it"
+        )
     return None
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .arch import CudaArch
-from .spec import JitSpec
-from .target import TorchTarget
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.spec import JitSpec
 
 # Bump when the flag logic changes in a way the lists below do not show.
 FLAGS_REVISION = 1
@@ -26,13 +25,13 @@ class SpecFlags:
     ld: tuple[str, ...]
 
 
-def spec_flags(spec: JitSpec, target: TorchTarget, archs: tuple[CudaArch, ...]) -> SpecFlags:
+def spec_flags(spec: JitSpec, target: BuildTarget) -> SpecFlags:
     # Every unit gets torch's ABI flag and standard, torch-free ones too: they are linked into
     # one .so with the binding, and std:: types must agree across that boundary.
-    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(target.cxx11_abi)}"
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(target.torch.cxx11_abi)}"
     std = f"-std=c++{target.cxx_standard}"
     cxx = ("-O3", "-fPIC", "-fvisibility=hidden", std, abi, *spec.extra_cflags)
-    gencode = tuple(flag for arch in archs for flag in arch.nvcc_flags())
+    gencode = tuple(flag for arch in target.archs_for(spec) for flag in arch.nvcc_flags())
     nvcc = (
         "-O3",
         std,

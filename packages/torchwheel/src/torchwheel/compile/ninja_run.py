@@ -1,4 +1,4 @@
-"""Building specs: write the ninja files, run one `ninja -jN`, report progress and failures."""
+"""Running a build: write the ninja files, run one `ninja -jN`, report progress and failures."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arch import CudaArch
-from .children import dying_with_parent
-from .errors import BuildError, ToolchainError
-from .flags import spec_flags
-from .ninja_files import library_path, spec_ninja_text, wrapper_ninja_text, write_if_changed
-from .spec import JitSpec, check_unique_names
-from .target import TorchTarget
-from .toolchain import Toolchain
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.compile.children import dying_with_parent
+from torchwheel.compile.ninja_files import library_path, spec_ninja_text, wrapper_ninja_text, write_if_changed
+from torchwheel.errors import BuildError, ToolchainError
+from torchwheel.spec import JitSpec, check_unique_names
 
 # Called with (steps done, steps in all, what the step was); `ninja` counts only the steps it
 # actually has to run, so an up-to-date build reports (0, 0) and nothing else.
@@ -27,6 +24,12 @@ Progress = Callable[[int, int, str], None]
 
 _STATUS = re.compile(r"^\[(\d+)/(\d+)\] (.*)$")
 _STATUS_FORMAT = "[%f/%t] "
+
+
+@dataclass(frozen=True)
+class BuildRun:
+    steps_run: int  # the steps ninja had to run: 0 when everything was up to date
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -60,40 +63,60 @@ def default_jobs(max_jobs: int | None) -> int:
         return os.cpu_count() or 1
 
 
-def write_build_files(
-    specs: Sequence[JitSpec],
-    target: TorchTarget,
-    toolchain: Toolchain,
-    archs: tuple[CudaArch, ...],
-    build_dir: Path,
-    shared_dir: Path | None = None,
-) -> Path:
-    """Write `<build_dir>/<name>/build.ninja` per spec and the wrapper; return the wrapper.
+@dataclass(frozen=True)
+class BuildGroup:
+    """Specs built for one target into `<build_dir>/<name>/<name>.so`. One ninja run may build
+    several groups (the parts of a matrix cell), so `-j` spans all of them."""
 
-    Objects and ninja's log live in `shared_dir` (default: `build_dir`); builds that share it
+    specs: tuple[JitSpec, ...]
+    target: BuildTarget
+    build_dir: Path
+
+    def library(self, spec: JitSpec) -> Path:
+        return library_path(spec, self.build_dir.absolute() / spec.name)
+
+
+def write_build_files(groups: Sequence[BuildGroup], wrapper_dir: Path, shared_dir: Path | None = None) -> Path:
+    """Write `<build_dir>/<name>/build.ninja` per spec of each group and one wrapper in
+    `wrapper_dir` that includes them all; return the wrapper.
+
+    Objects and ninja's log live in `shared_dir` (default: `wrapper_dir`); builds that share it
     one after another (the cells of a matrix) reuse each other's identical objects.
     """
-    check_unique_names(specs)
-    build_dir = build_dir.absolute()
-    shared_dir = (shared_dir or build_dir).absolute()
+    wrapper_dir = wrapper_dir.absolute()
+    shared_dir = (shared_dir or wrapper_dir).absolute()
     spec_files = []
     emitted: set[Path] = set()
-    for spec in specs:
-        spec_dir = build_dir / spec.name
-        flags = spec_flags(spec, target, archs if spec.device == "cuda" else ())
-        text = spec_ninja_text(spec, flags, target, toolchain, spec_dir, shared_dir / "objs", emitted)
-        write_if_changed(spec_dir / "build.ninja", text)
-        spec_files.append(spec_dir / "build.ninja")
-    wrapper = build_dir / "build.ninja"
+    for group in groups:
+        check_unique_names(group.specs)
+        for spec in group.specs:
+            spec_dir = group.build_dir.absolute() / spec.name
+            text = spec_ninja_text(spec, group.target, spec_dir, shared_dir / "objs", emitted)
+            write_if_changed(spec_dir / "build.ninja", text)
+            spec_files.append(spec_dir / "build.ninja")
+    wrapper = wrapper_dir / "build.ninja"
     write_if_changed(wrapper, wrapper_ninja_text(spec_files, shared_dir))
     return wrapper
 
 
+def build_groups(
+    groups: Sequence[BuildGroup],
+    wrapper_dir: Path,
+    *,
+    jobs: int,
+    progress: Progress | None = None,
+    shared_dir: Path | None = None,
+) -> BuildRun:
+    """Build every group with one ninja invocation (so `-j` is global: docs/architecture.md)."""
+    write_build_files(groups, wrapper_dir, shared_dir)
+    started = time.monotonic()
+    steps = _run_ninja(wrapper_dir.absolute(), jobs, progress)
+    return BuildRun(steps_run=steps, seconds=time.monotonic() - started)
+
+
 def build_specs(
     specs: Sequence[JitSpec],
-    target: TorchTarget,
-    toolchain: Toolchain,
-    archs: tuple[CudaArch, ...],
+    target: BuildTarget,
     build_dir: Path,
     *,
     jobs: int,
@@ -101,15 +124,9 @@ def build_specs(
     shared_dir: Path | None = None,
 ) -> BuildResult:
     """Build every spec with one ninja invocation; outputs land at `<build_dir>/<name>/<name>.so`."""
-    build_dir = build_dir.absolute()
-    write_build_files(specs, target, toolchain, archs, build_dir, shared_dir)
-    started = time.monotonic()
-    steps = _run_ninja(build_dir, jobs, progress)
-    return BuildResult(
-        libraries={s.name: library_path(s, build_dir / s.name) for s in specs},
-        steps_run=steps,
-        seconds=time.monotonic() - started,
-    )
+    group = BuildGroup(tuple(specs), target, build_dir)
+    run = build_groups([group], build_dir, jobs=jobs, progress=progress, shared_dir=shared_dir)
+    return BuildResult({s.name: group.library(s) for s in specs}, run.steps_run, run.seconds)
 
 
 def _run_ninja(build_dir: Path, jobs: int, progress: Progress | None) -> int:

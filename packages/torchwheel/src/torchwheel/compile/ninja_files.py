@@ -1,7 +1,7 @@
 """Writing ninja files: one `build.ninja` per spec, and one wrapper that `subninja`s them all.
 
 One wrapper means one `ninja -jN` for a whole project, so `-j` is global: a machine's cores
-stay busy across specs instead of idling at the end of each (DESIGN.md, invariant 5).
+stay busy across specs instead of idling at the end of each (docs/architecture.md, "Invariants").
 Paths in a subninja file resolve against ninja's working dir, so every path written is absolute.
 """
 
@@ -15,10 +15,9 @@ from pathlib import Path
 
 from ninja.ninja_syntax import Writer
 
-from .flags import SpecFlags
-from .spec import CUDA_SUFFIXES, JitSpec
-from .target import TorchTarget
-from .toolchain import Toolchain
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.compile.flags import spec_flags
+from torchwheel.spec import CUDA_SUFFIXES, JitSpec
 
 
 def ninja_path(path: Path | str) -> str:
@@ -56,29 +55,23 @@ def _object_path(objects_dir: Path, signature: str, spec: JitSpec, source: Path)
     return objects_dir / digest / relative.with_name(relative.name + ".o")
 
 
-def spec_ninja_text(
-    spec: JitSpec,
-    flags: SpecFlags,
-    target: TorchTarget,
-    toolchain: Toolchain,
-    spec_dir: Path,
-    objects_dir: Path,
-    emitted: set[Path],
-) -> str:
+def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_dir: Path, emitted: set[Path]) -> str:
     """The spec's build file. `emitted` holds objects that another spec of the same ninja run
     already builds (same command, same source): they are used, not built twice."""
     assert spec.root is not None
+    flags = spec_flags(spec, target)
+    toolchain = target.toolchain
     # Paths inside the binary (__FILE__ in error messages) are rewritten, so the .so is the
     # same from any checkout path or environment. Torch's prefix only matters, and only
     # appears, where torch's headers are included.
     own_map = [f"-ffile-prefix-map={spec.root}={spec.name}"]
-    torch_map = [f"-ffile-prefix-map={target.prefix}=torch"]
+    torch_map = [f"-ffile-prefix-map={target.torch.prefix}=torch"]
     own_includes = [f"-I{d}" for d in spec.include_dirs]
     cuda_includes: list[str] = []
     if spec.device == "cuda" and toolchain.cuda_home is not None:
         cuda_includes = ["-isystem", str(toolchain.cuda_home / "include")]
     # Separate words: nvcc, unlike gcc, does not accept `-isystem<dir>` glued together.
-    torch_includes = [word for d in target.include_dirs for word in ("-isystem", str(d))]
+    torch_includes = [word for d in target.torch.include_dirs for word in ("-isystem", str(d))]
 
     variables = {
         "cflags": _command_words([*flags.cxx, *own_map, *own_includes, *cuda_includes]),
@@ -120,7 +113,7 @@ def spec_ninja_text(
                 deps="gcc",
                 description="$spec: $src",
             )
-    library_dirs = [f"-L{target.library_dir}"] if spec.torch_sources else []
+    library_dirs = [f"-L{target.torch.library_dir}"] if spec.torch_sources else []
     if spec.device == "cuda" and toolchain.cuda_home is not None:
         library_dirs.append(f"-L{toolchain.cuda_home / 'lib64'}")
     ninja.variable("ldflags", _command_words([*library_dirs, *flags.ld]))

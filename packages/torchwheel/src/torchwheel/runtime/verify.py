@@ -15,9 +15,9 @@ import os
 import re
 from pathlib import Path
 
-from .errors import SettingsError
-from .lock import ensure_private_dir, private_dir_problem
-from .manifest import sha256_of
+from torchwheel.errors import SettingsError
+from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
+from torchwheel.runtime.manifest import sha256_of
 
 MEMO_DIR_NAME = ".verified"
 _SHA256 = re.compile(r"[0-9a-f]{64}")

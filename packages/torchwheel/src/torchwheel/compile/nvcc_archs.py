@@ -10,11 +10,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .arch import SUFFIX_MIN_MAJOR, CudaArch, field_suffix
-from .errors import SettingsError
+from torchwheel.arch import SUFFIX_MIN_MAJOR, CudaArch, field_suffix
+from torchwheel.errors import SettingsError
 
 # The CUDA releases whose nvcc offers each arch: (first, last or None while still offered).
-# From NVIDIA's release notes (DESIGN.md has the summary); used only to word errors, since what
+# From NVIDIA's release notes (docs/architecture.md has the summary); used only to word errors, since what
 # a toolkit offers is asked of its nvcc. An arch missing here gets a generic message.
 _RELEASES: dict[tuple[int, int], tuple[tuple[int, int], tuple[int, int] | None]] = {
     (3, 5): ((5, 0), (11, 8)),

@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SettingsError
-from .jit_cache import BUILD_PREFIX, TRASH_PREFIX, PartialBuild, discard
-from .lock import ensure_private_dir, private_dir_problem, try_lock
-from .verify import MEMO_DIR_NAME
+from torchwheel.errors import SettingsError
+from torchwheel.runtime.jit_cache import BUILD_PREFIX, TRASH_PREFIX, PartialBuild, discard
+from torchwheel.runtime.lock import try_lock
+from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
+from torchwheel.runtime.verify import MEMO_DIR_NAME
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -211,8 +212,8 @@ def describe(location: CacheLocation, contents: Contents, now: float) -> list[st
 
 def locations_for(references: Sequence[str]) -> list[CacheLocation]:
     """The cache dirs of the named projects (every installed one when none is named)."""
-    from .project import installed_projects, load_project
-    from .settings import Settings
+    from torchwheel.project import installed_projects, load_project
+    from torchwheel.settings import Settings
 
     names = list(references) or installed_projects()
     if not names:

@@ -1,9 +1,9 @@
 """The run-time loader: a prebuilt binary when one matches, else a JIT build, then `dlopen`.
 
-This module is what a kernel library calls on its first op. It never imports the packaging
-tools (audit, wheels, conda, matrix), and it touches the compilers only on a cache miss.
-Deciding (`plan`) is kept apart from doing (`load`), so that `torchwheel doctor` can say what
-each spec would do without loading or building anything.
+This module is what a kernel library calls on its first op. It never imports the release tier
+(audit, wheels, matrix), and it reaches the compile tier (`torchwheel.compile.jit`) only when
+no prebuilt binary fits. Deciding (`plan`) is kept apart from doing (`load`), so that
+`torchwheel doctor` can say what each spec would do without loading or building anything.
 """
 
 from __future__ import annotations
@@ -15,32 +15,36 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from .arch import CudaArch, coverage, format_arch_list, parse_arch_list
-from .errors import LoadError, ManifestError, SettingsError, SpecError
-from .lock import private_dir_problem
-from .manifest import Manifest, read_manifest
-from .project import Project
-from .selection import Candidate, RuntimeEnv, candidates_for
-from .settings import Settings
-from .spec import JitSpec, check_unique_names
-from .verify import Verifier
+from torchwheel.arch import format_arch_list
+from torchwheel.errors import LoadError, ManifestError, SettingsError, SpecError
+from torchwheel.project import Project
+from torchwheel.runtime.jit_cache import JitCache, mark_used
+from torchwheel.runtime.manifest import Manifest, read_manifest
+from torchwheel.runtime.prebuilt_dirs import prebuilt_dirs
+from torchwheel.runtime.selection import Candidate, RuntimeEnv, candidates_for
+from torchwheel.runtime.trust import private_dir_problem
+from torchwheel.runtime.verify import Verifier
+from torchwheel.settings import Settings
+from torchwheel.spec import Device, JitSpec, check_unique_names
 
 if TYPE_CHECKING:
-    from .jit_cache import JitCache, JitJob
-    from .toolchain import Toolchain
+    from torchwheel.compile.jit import JitJob
 
 logger = logging.getLogger("torchwheel")
 
 NO_PREBUILT = "no prebuilt binary for it is installed"
+
+# Where a loaded spec came from: a prebuilt dir, a JIT build made earlier, or one made now.
+Origin = Literal["prebuilt", "jit-cache", "jit-build"]
 
 
 @dataclass(frozen=True)
 class LoadedSpec:
     name: str
     path: Path
-    origin: str  # "prebuilt", "jit-cache" (built earlier) or "jit-build" (built by this process)
+    origin: Origin
     reason: str | None  # why not prebuilt, for the JIT origins
     seconds: float
 
@@ -50,8 +54,8 @@ class Plan:
     """What loading a spec would do, decided without compiling or loading anything."""
 
     name: str
-    origin: str  # "prebuilt", "jit-cache" or "jit-build"
-    path: Path | None  # the .so to load; for "jit-build", where the build will put it
+    origin: Origin
+    path: Path  # the .so to load; for "jit-build", where the build will put it
     reason: str | None  # why not prebuilt (None for "prebuilt")
     candidates: tuple[Candidate, ...] = ()
     problems: tuple[str, ...] = ()  # manifests that could not be read
@@ -79,7 +83,7 @@ class Loader:
     @cached_property
     def _manifests(self) -> tuple[list[Manifest], list[str]]:
         manifests, problems = [], []
-        for directory in self.project.aot_dirs(self.settings.aot_path):
+        for directory in prebuilt_dirs(self.project, self.settings.prebuilt_path):
             try:
                 manifests.append(read_manifest(directory))
             except ManifestError as error:
@@ -100,10 +104,7 @@ class Loader:
                 assert plan.job is not None
                 path, origin = self._build(plan.job, plan.reason or "")
             elif plan.origin == "jit-cache":
-                from .jit_cache import mark_used
-
                 mark_used(plan.path)
-            assert path is not None
             import torch
 
             torch.ops.load_library(str(path))
@@ -111,7 +112,7 @@ class Loader:
             self._loaded[name] = loaded
             return loaded
 
-    def explain(self, name: str, device: str, *, record: bool = True) -> tuple[list[Candidate], list[str]]:
+    def explain(self, name: str, device: Device, *, record: bool = True) -> tuple[list[Candidate], list[str]]:
         """Every prebuilt candidate for a spec with its verdict, and unreadable manifests.
 
         Candidates that match are sha256-checked (once per file, remembered unless `record` is
@@ -140,10 +141,7 @@ class Loader:
         if settings.force_jit:
             reason = f"{settings.variable('FORCE_JIT')} is set"
         else:
-            manifests, _ = self._manifests
-            entry_devices = {m.entries[name].device for m in manifests if name in m.entries}
-            device = entry_devices.pop() if len(entry_devices) == 1 else self._spec(name).device
-            candidates, problems = self.explain(name, device, record=record)
+            candidates, problems = self.explain(name, self._device(name), record=record)
             for candidate in candidates:
                 if candidate.rejection is None:
                     path = candidate.manifest.path_of(candidate.entry)
@@ -167,6 +165,16 @@ class Loader:
         path = cache.entry_path(spec.name, job.key)
         return Plan(name, "jit-build", path, reason, tuple(candidates), tuple(problems), job)
 
+    def _device(self, name: str) -> Device:
+        """The spec's device, from the manifests where they agree (no spec is made for it)."""
+        manifests, _ = self._manifests
+        devices = {m.entries[name].device for m in manifests if name in m.entries}
+        if len(devices) == 1:
+            device = devices.pop()
+            if device in ("cpu", "cuda"):
+                return "cuda" if device == "cuda" else "cpu"
+        return self._spec(name).device
+
     def _spec(self, name: str) -> JitSpec:
         spec = self.specs.get(name)
         if spec is None:
@@ -175,8 +183,6 @@ class Loader:
         return spec
 
     def _cache(self, record: bool = True) -> JitCache:
-        from .jit_cache import JitCache  # lazily: it imports the build machinery
-
         settings = self.settings
         # Never load a .so from a directory that another user could have written it into.
         if problem := private_dir_problem(settings.cache_dir, "cache dir", settings.variable("CACHE_DIR")):
@@ -185,37 +191,29 @@ class Loader:
         return JitCache(settings.cache_dir, settings.lock_dir, verifier)
 
     def _jit_job(self, spec: JitSpec) -> JitJob:
-        from .jit_cache import JitJob
-        from .keys import cache_key
-        from .target import TorchTarget
-        from .toolchain import find_toolchain
+        from torchwheel.compile.jit import plan_job  # the compile tier: only on the JIT path
+
+        gpus = RuntimeEnv.current(with_gpus=True).gpu_capabilities if spec.device == "cuda" else ()
+        return plan_job(spec, self.settings, gpus, self.project.name)
+
+    def _build(self, job: JitJob, reason: str) -> tuple[Path, Origin]:
+        from torchwheel.compile.jit import build_entry
+        from torchwheel.compile.ninja_run import default_jobs
 
         settings = self.settings
-        target = TorchTarget.running()
-        toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=spec.device == "cuda")
-        archs = self._jit_archs(toolchain) if spec.device == "cuda" else ()
-        return JitJob(spec, cache_key(spec, target, toolchain, archs), target, toolchain, archs)
-
-    def _build(self, job: JitJob, reason: str) -> tuple[Path, str]:
-        from .build import default_jobs
-
-        settings = self.settings
-        cache = self._cache()
         _ensure_log_handler(settings.verbose)
         project, name = self.project.name, job.spec.name
-        what = f" for {format_arch_list(job.archs)}" if job.archs else ""
+        archs = job.target.archs_for(job.spec)
+        what = f" for {format_arch_list(archs)}" if archs else ""
         logger.info("%s: compiling %s%s by JIT (%s)", project, name, what, reason)
         started = time.monotonic()
-        path, compiled = cache.build(
-            job.spec,
-            job.key,
-            job.target,
-            job.toolchain,
-            job.archs,
+        path, compiled = build_entry(
+            job,
+            self._cache(),
+            settings,
             jobs=default_jobs(settings.max_jobs),
             on_wait=lambda message: logger.info("%s: %s", project, message),
             progress=lambda done, total, what: logger.debug("%s: [%d/%d] %s", project, done, total, what),
-            variables=(settings.variable("CACHE_DIR"), settings.variable("LOCK_DIR")),
         )
         seconds = time.monotonic() - started
         if not compiled:
@@ -223,33 +221,6 @@ class Loader:
             return path, "jit-cache"
         logger.info("%s: JIT-built %s in %.1f s (%s)", project, name, seconds, reason)
         return path, "jit-build"
-
-    def _jit_archs(self, toolchain: Toolchain) -> tuple[CudaArch, ...]:
-        """The arch list of a JIT build: the user's, checked against the toolkit and the GPUs,
-        else native code for each visible GPU."""
-        settings = self.settings
-        offered = toolchain.cuda_archs()
-        capabilities = RuntimeEnv.current(with_gpus=True).gpu_capabilities
-        if settings.arch_list:
-            source = settings.arch_list_from
-            archs = parse_arch_list(settings.arch_list, source)
-            if offered is not None:
-                offered.check(archs, source)
-            for major, minor in capabilities:
-                if coverage(archs, major, minor) is None:
-                    raise SettingsError(
-                        f"{source}={settings.arch_list!r} has no code for this GPU (sm_{major}{minor}); "
-                        f"add {major}.{minor} to it or unset it"
-                    )
-            return archs
-        if not capabilities:
-            raise LoadError(
-                f"{self.project.name}: no GPU is visible to pick CUDA archs for; set "
-                f"{settings.variable('CUDA_ARCH_LIST')} or TORCH_CUDA_ARCH_LIST (e.g. '9.0')"
-            )
-        if offered is None:
-            return parse_arch_list(";".join(f"{major}.{minor}" for major, minor in capabilities))
-        return tuple(sorted({offered.native_arch(major, minor) for major, minor in capabilities}))
 
 
 def _ensure_log_handler(verbose: bool) -> None:

@@ -5,77 +5,98 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import BuildError, SettingsError, TorchwheelError
+from torchwheel.errors import BuildError, ExitCode, SettingsError, TorchwheelError
+
+if TYPE_CHECKING:
+    from torchwheel.arch import CudaArch
+    from torchwheel.settings import Settings
+    from torchwheel.spec import JitSpec
 
 
 def _build(args: argparse.Namespace) -> int:
-    from .aot import publish_aot
-    from .arch import format_arch_list, parse_arch_list
-    from .build import build_specs, default_jobs
-    from .project import load_project
-    from .settings import Settings
-    from .target import TorchTarget
-    from .toolchain import find_toolchain
+    from torchwheel.arch import format_arch_list
+    from torchwheel.compile.build_target import BuildTarget
+    from torchwheel.compile.ninja_run import default_jobs
+    from torchwheel.compile.toolchain import find_toolchain
+    from torchwheel.project import load_project
+    from torchwheel.release.prebuilt import PrebuiltPart, build_prebuilt
+    from torchwheel.runtime.torch_install import TorchInstall
+    from torchwheel.settings import Settings
 
     project = load_project(args.project)
-    specs = [s for s in project.make_specs() if args.device == "all" or s.device == args.device]
-    if args.spec:
-        specs = [s for s in specs if any(fnmatch.fnmatchcase(s.name, p) for p in args.spec)]
-    if not specs:
-        raise SettingsError(
-            f"no {args.device} spec of {project.name} matches {' '.join(args.spec) or 'anything'}; "
-            "check --device and --spec"
-        )
+    specs = _selected_specs(project.make_specs(), args.device, args.spec, project.name)
     settings = Settings.from_env(project.name, project.env_prefix)
     need_cuda = any(s.device == "cuda" for s in specs)
-    archs = ()
-    if need_cuda:
-        text = args.arch_list or settings.arch_list
-        if not text:
-            raise SettingsError(
-                "no CUDA arch list for the cuda specs; pass --arch-list (e.g. '8.0;9.0a') or set TORCH_CUDA_ARCH_LIST"
-            )
-        source = "--arch-list" if args.arch_list else settings.arch_list_from
-        archs = parse_arch_list(text, source)
-    target = TorchTarget.running()
+    archs, source = _build_archs(args.arch_list, settings) if need_cuda else ((), None)
     toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=need_cuda)
     if need_cuda and (offered := toolchain.cuda_archs()) is not None:
         offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
+    target = BuildTarget.make(TorchInstall.running(), toolchain, archs)
     jobs = args.jobs or default_jobs(settings.max_jobs)
     out = Path(args.out).absolute()
+    prebuilt_dir = out / "data" / "aot"
     print(
-        f"building {len(specs)} specs of {project.name} for torch {target.version}"
+        f"building {len(specs)} specs of {project.name} for torch {target.torch.version}"
         + (f", CUDA {toolchain.cuda_version}, archs {format_arch_list(archs)}" if need_cuda else "")
         + f" with ninja -j{jobs}",
         flush=True,
     )
-
-    def progress(done: int, total: int, what: str) -> None:
-        print(f"[{done:>{len(str(total))}}/{total}] {what}", flush=True)
-
+    part = PrebuiltPart("build", tuple(specs), target, out / "build", prebuilt_dir)
     try:
-        result = build_specs(specs, target, toolchain, archs, out / "build", jobs=jobs, progress=progress)
+        result = build_prebuilt(project.name, [part], out / "build", jobs=jobs, progress=_print_step(""))
     except BuildError as error:
         print(error.log, file=sys.stderr)
         raise
-    entries = publish_aot(project.name, specs, result, target, toolchain, archs, out / "data" / "aot")
-    for entry in entries:
-        size = (out / "data" / "aot" / entry.file).stat().st_size
+    (published,) = result.parts
+    for entry in published.entries:
+        size = (prebuilt_dir / entry.file).stat().st_size
         print(f"  {entry.name:<32} {entry.device:<5} {size / 1024:8.0f} KiB  sha256 {entry.sha256[:12]}")
     print(
-        f"built {len(entries)} specs ({result.steps_run} build steps) in {result.seconds:.1f} s; "
-        f"prebuilt dir: {out / 'data' / 'aot'} (use it with {project.env_prefix}_AOT_PATH)"
+        f"built {len(published.entries)} specs ({result.steps_run} build steps) in {result.seconds:.1f} s; "
+        f"prebuilt dir: {prebuilt_dir} (use it with {project.env_prefix}_AOT_PATH)"
     )
     return 0
+
+
+def _selected_specs(specs: Sequence[JitSpec], device: str, patterns: list[str], project: str) -> list[JitSpec]:
+    chosen = [s for s in specs if device == "all" or s.device == device]
+    if patterns:
+        chosen = [s for s in chosen if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
+    if not chosen:
+        raise SettingsError(
+            f"no {device} spec of {project} matches {' '.join(patterns) or 'anything'}; check --device and --spec"
+        )
+    return chosen
+
+
+def _build_archs(arch_list: str | None, settings: Settings) -> tuple[tuple[CudaArch, ...], str | None]:
+    from torchwheel.arch import parse_arch_list
+
+    text = arch_list or settings.arch_list
+    if not text:
+        raise SettingsError(
+            "no CUDA arch list for the cuda specs; pass --arch-list (e.g. '8.0;9.0a') or set TORCH_CUDA_ARCH_LIST"
+        )
+    source = "--arch-list" if arch_list else settings.arch_list_from
+    return parse_arch_list(text, source), source
+
+
+def _print_step(label: str) -> Callable[[int, int, str], None]:
+    def progress(done: int, total: int, what: str) -> None:
+        print(f"{label}[{done:>{len(str(total))}}/{total}] {what}", flush=True)
+
+    return progress
 
 
 def _matrix(args: argparse.Namespace) -> int:
     import json
 
-    from .matrix import load_matrix, matrix_json
-    from .workflow import workflow_text
+    from torchwheel.release.matrix import load_matrix, matrix_json
+    from torchwheel.release.workflow import workflow_text
 
     matrix = load_matrix(Path(args.matrix))
     if args.action == "ci":
@@ -95,12 +116,13 @@ def _matrix(args: argparse.Namespace) -> int:
 def _wheel(args: argparse.Namespace) -> int:
     import time
 
-    from .build import default_jobs
-    from .envs import cell_environment, cell_target
-    from .matrix import load_matrix
-    from .project import load_project
-    from .settings import Settings
-    from .variant import build_variant
+    from torchwheel.compile.ninja_run import default_jobs
+    from torchwheel.project import load_project
+    from torchwheel.release.cells import build_variant, prepare_cell_build
+    from torchwheel.release.envs import cell_environment, cell_target
+    from torchwheel.release.matrix import load_matrix
+    from torchwheel.release.prebuilt import AuditSettings
+    from torchwheel.settings import Settings
 
     matrix = load_matrix(Path(args.matrix))
     cells = [matrix.cell(c) for c in args.cell]
@@ -112,25 +134,20 @@ def _wheel(args: argparse.Namespace) -> int:
     for number, cell in enumerate(cells, 1):
         label = f"cell {number}/{len(cells)} {cell.id}"
         python = Path(args.python) if args.python else cell_environment(cell, Path(args.envs_dir))
-        target = cell_target(cell, python)
-        print(f"{label}: torch {target.version} from {python}", flush=True)
-
-        def progress(done: int, total: int, what: str, label: str = label) -> None:
-            print(f"{label} [{done:>{len(str(total))}}/{total}] {what}", flush=True)
-
+        torch = cell_target(cell, python)
+        print(f"{label}: torch {torch.version} from {python}", flush=True)
+        build = prepare_cell_build(
+            project,
+            torch,
+            build_root=Path(args.build_dir),
+            out_dir=Path(args.out),
+            jobs=jobs,
+            max_wheel_bytes=matrix.max_wheel_bytes,
+            progress=_print_step(f"{label} "),
+            audit=AuditSettings(args.policy, args.strict),
+        )
         try:
-            result = build_variant(
-                cell,
-                project,
-                target,
-                Path(args.build_dir),
-                Path(args.out),
-                jobs=jobs,
-                progress=progress,
-                policy=args.policy,
-                strict=args.strict,
-                max_wheel_bytes=matrix.max_wheel_bytes,
-            )
+            result = build_variant(cell, build, say=lambda line, label=label: print(f"{label}: {line}", flush=True))
         except BuildError as error:
             print(error.log, file=sys.stderr)
             raise
@@ -146,14 +163,14 @@ def _wheel(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from .audit import audit_paths, require_torch_version
-    from .target import TorchTarget
+    from torchwheel.release.audit import audit_paths, require_torch_version
+    from torchwheel.runtime.torch_install import TorchInstall
 
     if args.python:
-        target = TorchTarget.probe(args.python)
+        target = TorchInstall.probe(args.python)
     else:
         try:
-            target = TorchTarget.running()
+            target = TorchInstall.running()
         except ImportError as error:
             raise SettingsError(
                 f"cannot import torch here ({error}); install it, or pass --python PATH of an env that has it"
@@ -165,11 +182,11 @@ def _audit(args: argparse.Namespace) -> int:
         print(report.to_json(), end="")
     else:
         print(report.format())
-    return 0 if report.passed else 1
+    return ExitCode.OK if report.passed else ExitCode.FAULTS_FOUND
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from .cache_admin import locations_for, run_cache_command
+    from torchwheel.cli.cache_admin import locations_for, run_cache_command
 
     return run_cache_command(
         args.action,
@@ -181,7 +198,7 @@ def _cache(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from .doctor import run_doctor
+    from torchwheel.cli.doctor import run_doctor
 
     return run_doctor(args.project, as_json=args.json)
 
@@ -249,9 +266,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(args)
+        return int(args.run(args))
     except TorchwheelError as error:
         print(f"torchwheel: error: {error}", file=sys.stderr)
-        return 1
+        return int(error.exit_code)
     except KeyboardInterrupt:
         return 130

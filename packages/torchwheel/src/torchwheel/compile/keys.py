@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
-from .arch import CudaArch, format_arch_list
-from .flags import FLAGS_REVISION, spec_flags
-from .spec import JitSpec
-from .target import TorchTarget
-from .toolchain import Toolchain
+from torchwheel.arch import format_arch_list
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.compile.flags import FLAGS_REVISION, spec_flags
+from torchwheel.spec import JitSpec
 
 KEY_SCHEMA = 1
 _INCLUDE = re.compile(rb'^\s*#\s*include\s*[<"]([^">]+)[">]', re.MULTILINE)
@@ -52,9 +52,7 @@ def _name_in_key(spec: JitSpec, path: Path) -> str:
     return str(path.relative_to(spec.root)) if path.is_relative_to(spec.root) else path.name
 
 
-def key_inputs(
-    spec: JitSpec, target: TorchTarget, toolchain: Toolchain, archs: tuple[CudaArch, ...]
-) -> dict[str, object]:
+def key_inputs(spec: JitSpec, target: BuildTarget) -> dict[str, object]:
     def digest(path: Path) -> list[str]:
         return [_name_in_key(spec, path), hashlib.sha256(path.read_bytes()).hexdigest()]
 
@@ -67,19 +65,19 @@ def key_inputs(
         "torch_sources": [digest(p) for p in spec.torch_sources],
         "headers": [digest(p) for p in project_headers(spec)],
         "include_dirs": [_name_in_key(spec, p) for p in spec.include_dirs],
-        "flags": spec_flags(spec, target, archs).__dict__,
-        "arch_list": format_arch_list(archs) if archs else None,
+        "flags": asdict(spec_flags(spec, target)),
+        "arch_list": format_arch_list(archs) if (archs := target.archs_for(spec)) else None,
         "torch": {
-            "version": target.version,
-            "cxx11_abi": target.cxx11_abi,
+            "version": target.torch.version,
+            "cxx11_abi": target.torch.cxx11_abi,
             "cxx_standard": target.cxx_standard,
-            "cuda_version": target.cuda_version,
+            "cuda_version": target.torch.cuda_version,
         },
-        "toolchain": toolchain.identity(),
+        "toolchain": target.toolchain.identity(),
     }
 
 
-def cache_key(spec: JitSpec, target: TorchTarget, toolchain: Toolchain, archs: tuple[CudaArch, ...]) -> str:
-    inputs = key_inputs(spec, target, toolchain, archs)
+def cache_key(spec: JitSpec, target: BuildTarget) -> str:
+    inputs = key_inputs(spec, target)
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]

@@ -36,9 +36,9 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from packaging.tags import parse_tag
 
-from .errors import SettingsError, ToolchainError, TorchwheelError
-from .manifest import MANIFEST_NAME, read_manifest
-from .target import TorchTarget
+from torchwheel.errors import AuditError, SettingsError, ToolchainError
+from torchwheel.runtime.manifest import MANIFEST_NAME, read_manifest
+from torchwheel.runtime.torch_install import TorchInstall
 
 # Torch's own libraries that an extension links against; the CUDA pair exists only in CUDA builds.
 TORCH_LIBRARIES = ("libc10.so", "libtorch_cpu.so", "libtorch.so", "libc10_cuda.so", "libtorch_cuda.so")
@@ -64,10 +64,6 @@ _VERSION_PREFIXES = ("GLIBC", "GLIBCXX", "CXXABI")
 _NEW_ABI = re.compile(r"__cxx11|\[abi:cxx11\]")
 _OLD_ABI = re.compile(r"\bstd::w?string\b|\bstd::(?:basic_string|list|basic_stringbuf|basic_[io]?stringstream)<")
 _MAJOR_MINOR = re.compile(r"^\d+\.\d+$")
-
-
-class AuditError(TorchwheelError):
-    """A path given to the audit cannot be audited (missing, not ELF, not a wheel)."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +174,7 @@ class AuditReport:
 
 
 def audit_paths(
-    paths: Sequence[Path], target: TorchTarget, policy: str | None = None, strict: bool = False
+    paths: Sequence[Path], target: TorchInstall, policy: str | None = None, strict: bool = False
 ) -> AuditReport:
     """Audit every `.so` in `paths` (files, directories searched recursively, or wheels) against
     the target torch and a manylinux policy (default: the one torch's own wheel is tagged with)."""
@@ -186,7 +182,15 @@ def audit_paths(
         raise AuditError("nothing to audit; pass a .so file, a build directory or a wheel")
     with ExitStack() as stack:
         found = [item for path in paths for item in _shared_objects(path, stack)]
-        resolver = stack.enter_context(_Resolver(target))
+        return audit_files(found, target, policy, strict)
+
+
+def audit_files(
+    found: Sequence[tuple[str, Path, bool | None]], target: TorchInstall, policy: str | None, strict: bool
+) -> AuditReport:
+    """Audit (display name, file, the C++11 ABI flag it was built with) triples: what the release
+    driver calls on fresh build outputs, before anything is published."""
+    with _Resolver(target) as resolver:
         files = []
         meets = []
         for display, so, built_with in found:
@@ -205,18 +209,18 @@ def audit_paths(
     )
 
 
-def require_torch_version(target: TorchTarget, wanted: str) -> None:
+def require_torch_version(target: TorchInstall, wanted: str) -> None:
     """Fail in one line unless the target torch is `wanted` (major.minor)."""
     if not _MAJOR_MINOR.match(wanted):
         raise SettingsError(f"--torch-version {wanted!r} is not major.minor; pass e.g. --torch-version 2.13")
-    if target.major_minor != wanted:
+    if target.series != wanted:
         raise SettingsError(
             f"--torch-version {wanted} asks for torch {wanted}, but the target torch is {target.version}; "
             f"run the audit with the python of an environment with torch {wanted}, or pass --python PATH"
         )
 
 
-def torch_policy(target: TorchTarget, arch: str = "x86_64") -> str:
+def torch_policy(target: TorchInstall, arch: str = "x86_64") -> str:
     """The manylinux policy of the target torch's own wheel, from its `*.dist-info/WHEEL`: a
     release never needs a newer system than torch does."""
     site = target.prefix.parent
@@ -374,7 +378,7 @@ def _audit_file(
     display: str,
     so: Path,
     built_with: bool | None,
-    target: TorchTarget,
+    target: TorchInstall,
     resolver: _Resolver,
     policy: str | None,
     strict: bool,
@@ -497,7 +501,7 @@ class _Resolver:
     libraries, then the other libraries the file needs, as this system's loader would find them.
     A versioned symbol is bound to its library by the version, so check 1 and 4 cover it."""
 
-    def __init__(self, target: TorchTarget) -> None:
+    def __init__(self, target: TorchInstall) -> None:
         self._torch_names = [n for n in TORCH_LIBRARIES if (target.library_dir / n).is_file()]
         self._torch_dir = target.library_dir
         cuda = f"libcudart.so.{target.cuda_version.split('.')[0]}" if target.cuda_version else None
@@ -581,7 +585,7 @@ def _policies(arch: str) -> WheelPolicies:
     return WheelPolicies(libc=Libc.GLIBC, arch=Architecture(arch))
 
 
-def _target_policy(target: TorchTarget, name: str | None, arch: str) -> Policy:
+def _target_policy(target: TorchInstall, name: str | None, arch: str) -> Policy:
     policies = _policies(arch)
     name = name or torch_policy(target, arch)
     try:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import __version__
+from torchwheel import __version__
+from torchwheel.errors import SettingsError
 
 # Zip cannot hold times before 1980.
 _EARLIEST = 315532800
@@ -39,13 +40,21 @@ class WheelContents:
 def source_date_epoch(default_from: Path | None = None) -> int:
     """SOURCE_DATE_EPOCH, else the time of the last commit of the checkout at `default_from`."""
     if value := os.environ.get("SOURCE_DATE_EPOCH"):
+        if not value.strip().isdigit():
+            raise SettingsError(
+                f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds; set it to e.g. "
+                "$(git log -1 --format=%ct) or unset it"
+            )
         return max(int(value), _EARLIEST)
     if default_from is not None:
         import subprocess
 
-        result = subprocess.run(
-            ["git", "-C", str(default_from), "log", "-1", "--format=%ct"], capture_output=True, text=True
-        )
+        try:
+            result = subprocess.run(
+                ["git", "-C", str(default_from), "log", "-1", "--format=%ct"], capture_output=True, text=True
+            )
+        except OSError:  # no git: the fixed earliest time still gives reproducible wheels
+            return _EARLIEST
         if result.returncode == 0 and result.stdout.strip().isdigit():
             return max(int(result.stdout.strip()), _EARLIEST)
     return _EARLIEST

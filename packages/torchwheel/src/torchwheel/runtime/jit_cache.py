@@ -8,6 +8,9 @@ only a temporary directory that nothing ever loads (and the next build of that k
 `torchwheel cache prune`, removes). Every entry is sha256-checked before it is loaded (once per
 file: verify.py); a damaged one is moved aside and rebuilt.
 
+Building an entry is the compile tier's work (`torchwheel.compile.jit`); this module only knows
+the layout, so that a cache hit imports no build machinery.
+
 Two hosts sharing a cache dir hold separate locks (locks stay on local disk), so both may build
 one key at once: each in its own temporary directory; the second rename finds the first entry
 in place and uses it.
@@ -22,36 +25,16 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .arch import CudaArch
-from .build import Progress, build_specs
-from .keys import key_inputs
-from .lock import ensure_private_dir, exclusive_lock
-from .manifest import sha256_of
-from .spec import JitSpec
-from .target import TorchTarget
-from .toolchain import Toolchain
-from .verify import Verifier
+from torchwheel.runtime.verify import Verifier
 
 ENTRY_FILE = "entry.json"
 BUILD_PREFIX = ".build-"
 TRASH_PREFIX = ".trash-"
 USE_RESOLUTION_S = 3600  # an entry's mtime says when it was last used, to the hour
 PARTIAL_MAX_AGE_S = 24 * 3600  # another host's partial build is taken as dead after a day
-
-
-@dataclass(frozen=True)
-class JitJob:
-    """Everything a JIT build of one spec needs, resolved, and its cache key."""
-
-    spec: JitSpec
-    key: str
-    target: TorchTarget
-    toolchain: Toolchain
-    archs: tuple[CudaArch, ...]
 
 
 @dataclass(frozen=True)
@@ -122,52 +105,14 @@ class JitCache:
     def lookup(self, name: str, key: str) -> Path | None:
         return self.check(name, key)[0]
 
-    def build(
-        self,
-        spec: JitSpec,
-        key: str,
-        target: TorchTarget,
-        toolchain: Toolchain,
-        archs: tuple[CudaArch, ...],
-        *,
-        jobs: int,
-        on_wait: Callable[[str], None] | None = None,
-        progress: Progress | None = None,
-        variables: tuple[str | None, str | None] = (None, None),
-    ) -> tuple[Path, bool]:
-        """Return the entry's .so and whether this call compiled it (False: another process did).
+    def new_work_dir(self, name: str, key: str) -> Path:
+        """A fresh private directory for one build of `key`, beside the entry it will become."""
+        spec_dir = self.cache_dir / name
+        return Path(tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{key}-{socket.gethostname()}-{os.getpid()}-", dir=spec_dir))
 
-        `variables` name the settings of the cache and lock dirs, for error messages.
-        """
-        ensure_private_dir(self.cache_dir, "cache dir", variables[0])
-        ensure_private_dir(self.lock_dir, "lock dir", variables[1])
-        spec_dir = ensure_private_dir(self.cache_dir / spec.name, "cache dir", variables[0])
-        with exclusive_lock(self.lock_path(spec.name, key), on_wait=on_wait):
-            found, damaged = self.check(spec.name, key)
-            if found:
-                return found, False
-            self._remove_dead_partials(spec_dir, key)
-            if damaged:
-                discard(spec_dir / key)
-            work = Path(
-                tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{key}-{socket.gethostname()}-{os.getpid()}-", dir=spec_dir)
-            )
-            try:
-                result = build_specs([spec], target, toolchain, archs, work / "build", jobs=jobs, progress=progress)
-                staged = work / "entry"
-                staged.mkdir()
-                library = staged / f"{spec.name}.so"
-                os.replace(result.libraries[spec.name], library)
-                # Hashed after the move: a rename changes the file's ctime, which the memo keys on.
-                digest = sha256_of(library)
-                inputs = key_inputs(spec, target, toolchain, archs)
-                (staged / "key.json").write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
-                (staged / ENTRY_FILE).write_text(json.dumps({"sha256": digest, "file": library.name}) + "\n")
-                self.verifier.vouch(library, digest)  # so that the next load hashes nothing
-                self._publish(staged, spec_dir / key, spec.name)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-        return self.entry_path(spec.name, key), True
+    def publish(self, staged: Path, name: str, key: str) -> None:
+        """Rename a finished entry into place (the caller holds the key's lock)."""
+        self._publish(staged, self.cache_dir / name / key, name)
 
     def _publish(self, staged: Path, final: Path, name: str) -> None:
         try:
@@ -182,8 +127,8 @@ class JitCache:
         discard(final)
         os.rename(staged, final)
 
-    def _remove_dead_partials(self, spec_dir: Path, key: str) -> None:
-        for path in spec_dir.glob(f"{BUILD_PREFIX}{key}-*"):
+    def remove_dead_partials(self, name: str, key: str) -> None:
+        for path in (self.cache_dir / name).glob(f"{BUILD_PREFIX}{key}-*"):
             partial = PartialBuild.parse(path)
             if partial is not None and partial.is_dead():
                 shutil.rmtree(path, ignore_errors=True)

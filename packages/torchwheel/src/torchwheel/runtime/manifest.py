@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ManifestError
+from torchwheel.errors import ManifestError
+from torchwheel.spec import DEVICES, Device
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -25,7 +26,7 @@ class ManifestEntry:
     name: str
     file: str  # relative to the manifest's directory
     sha256: str
-    device: str
+    device: Device
     torch_version: str
     cxx11_abi: bool
     cuda_version: str | None
@@ -71,7 +72,7 @@ def read_manifest(directory: Path) -> Manifest:
                 name=name,
                 file=str(raw["file"]),
                 sha256=str(raw["sha256"]),
-                device=str(raw["device"]),
+                device=_device(raw["device"], path),
                 torch_version=str(raw["torch_version"]),
                 cxx11_abi=bool(raw["cxx11_abi"]),
                 cuda_version=raw["cuda_version"],
@@ -81,6 +82,13 @@ def read_manifest(directory: Path) -> Manifest:
     except (KeyError, TypeError, AttributeError) as error:
         raise ManifestError(f"manifest {path} lacks field {error}; reinstall the package that holds it") from error
     return Manifest(project, entries, directory)
+
+
+def _device(value: object, path: Path) -> Device:
+    for device in DEVICES:
+        if value == device:
+            return device
+    raise ManifestError(f"manifest {path} names device {value!r}; reinstall the package that holds it")
 
 
 def write_manifest(

@@ -1,0 +1,86 @@
+"""`TorchInstall`: one installed torch, as a build targets it and as a load runs under it.
+
+The facts that decide whether a binary fits (version, C++11 ABI flag, CUDA version) come from
+torch itself, never from constants here: a wrong guess builds or loads a library that fails at
+import with `undefined symbol`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchwheel.errors import ToolchainError
+from torchwheel.versions import torch_series
+
+# What a probe prints; it runs inside the other interpreter, so it uses only torch itself.
+_PROBE = """
+import json, torch
+print(json.dumps({
+    "version": torch.__version__,
+    "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+    "cuda_version": torch.version.cuda,
+    "prefix": torch.__path__[0],
+}))
+"""
+
+
+@dataclass(frozen=True)
+class TorchInstall:
+    version: str  # as torch reports it, e.g. "2.13.0+cpu"
+    cxx11_abi: bool
+    cuda_version: str | None  # the CUDA this torch was built with, e.g. "13.0"; None for a CPU build
+    prefix: Path  # torch's package directory
+
+    @property
+    def series(self) -> str:
+        """"2.14" for torch 2.14.1+cu130: binaries built for one release serve its whole series."""
+        return torch_series(self.version)
+
+    @property
+    def include_dirs(self) -> tuple[Path, ...]:
+        include = self.prefix / "include"
+        return (include, include / "torch" / "csrc" / "api" / "include")
+
+    @property
+    def library_dir(self) -> Path:
+        return self.prefix / "lib"
+
+    @classmethod
+    def running(cls) -> TorchInstall:
+        """The torch imported in this process."""
+        import torch
+
+        return cls(
+            version=str(torch.__version__),
+            cxx11_abi=bool(torch._C._GLIBCXX_USE_CXX11_ABI),
+            cuda_version=torch.version.cuda,
+            prefix=Path(torch.__path__[0]),
+        )
+
+    @classmethod
+    def probe(cls, python: str | Path) -> TorchInstall:
+        """The torch installed for another interpreter (a venv per matrix cell)."""
+        try:
+            result = subprocess.run(
+                [str(python), "-c", _PROBE], capture_output=True, text=True, check=False, timeout=300
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise ToolchainError(
+                f"cannot run {python} ({error}); pass --python with an interpreter that has torch"
+            ) from error
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ToolchainError(f"cannot import torch with {python}: {last}; install torch into that environment")
+        try:
+            facts = json.loads(result.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError) as error:
+            raise ToolchainError(f"{python} printed no torch facts ({error}); check that it is a Python") from error
+        return cls(
+            version=str(facts["version"]),
+            cxx11_abi=bool(facts["cxx11_abi"]),
+            cuda_version=facts["cuda_version"],
+            prefix=Path(facts["prefix"]),
+        )
