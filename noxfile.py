@@ -1,4 +1,4 @@
-"""Sessions: `nox -s build` (the main job), `nox -s tests`, `nox -s lint`.
+"""Sessions: `nox -s build` (the main job), `nox -s tests`, `nox -s lint`, `nox -s types`.
 
 Every environment a test needs is made here, from this file alone: the session's own venv with
 torch 2.13.0 (CPU), a second venv with torch 2.14.1 (CUDA 13.0) for the CUDA builds, and a
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["lint", "types", "tests"]
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
@@ -79,7 +79,9 @@ def tests(session: nox.Session) -> None:
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
         env["TORCHWHEEL_TEST_TORCH214_PYTHON"] = _torch214_env(session)
         env["TORCHWHEEL_TEST_OTHER_CUDA_HOME"] = _other_cuda_home(session)
-    session.run("pytest", *(session.posargs or ["tests"]), env=env)
+    # --durations stays in CI's output, so a test that grows slow is seen; extra arguments (e.g.
+    # -m "not slow" for the edit loop) are added after the defaults.
+    session.run("pytest", "tests", "--durations=25", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
@@ -98,6 +100,18 @@ def build(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    session.install("-q", "ruff")
-    session.run("ruff", "check", "packages", "tests", "benchmarks", "scripts", "noxfile.py")
-    session.run("ruff", "format", "--check", "packages", "tests", "benchmarks", "scripts", "noxfile.py")
+    """ruff (style, complexity) and import-linter (the tiers: docs/architecture.md)."""
+    session.install("-q", "ruff", "import-linter")
+    paths = ["packages", "tests", "benchmarks", "scripts", "noxfile.py"]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
+    # The source tree itself is analysed (it is what the contract is about), not an install of it.
+    source = {"PYTHONPATH": str(ROOT / "packages" / "torchwheel" / "src")}
+    session.run("lint-imports", str(ROOT / "pyproject.toml"), "--no-cache", env=source)
+
+
+@nox.session(python=PYTHON)
+def types(session: nox.Session) -> None:
+    """mypy --strict on torchwheel and minfer (minfer's types come from torch itself)."""
+    session.install("-q", TORCH_CPU, "mypy", "packaging", "ninja", "pyelftools", "auditwheel")
+    session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from torchwheel.arch import coverage, format_arch_list, parse_arch, parse_arch_list
-from torchwheel.errors import SettingsError
 from torchwheel.compile.nvcc_archs import ToolkitArchs
 from torchwheel.compile.toolchain import find_toolchain
+from torchwheel.errors import SettingsError
 
 
 def test_torch_style_list_gives_sorted_merged_targets() -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from torchwheel import JitSpec, Project
+from torchwheel.spec import Device
 
 OPS = ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope")
 DTYPES = ("fp16", "bf16", "fp32")
-DEVICES = ("cpu", "cuda")
+DEVICES: tuple[Device, ...] = ("cpu", "cuda")
 PACKAGE_DIR = Path(__file__).parent
 
 

@@ -34,7 +34,8 @@ def _op(op: str, tensor: torch.Tensor) -> torch._ops.OpOverload:
         _loader.load(name)
         torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
         _ready.add(name)
-    return getattr(torch.ops.minfer, name).default
+    overload: torch._ops.OpOverload = getattr(torch.ops.minfer, name).default  # torch.ops is untyped
+    return overload
 
 
 def _fail(op: str, message: str) -> None:

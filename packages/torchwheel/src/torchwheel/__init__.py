@@ -1,8 +1,8 @@
 """torchwheel: build, package and load PyTorch C++/CUDA extensions, prebuilt or just in time."""
 
 from torchwheel.errors import TorchwheelError
-from torchwheel.runtime.loader import LoadedSpec, Loader
 from torchwheel.project import Project
+from torchwheel.runtime.loader import LoadedSpec, Loader
 from torchwheel.spec import JitSpec
 
 __all__ = ["JitSpec", "LoadedSpec", "Loader", "Project", "TorchwheelError"]

@@ -8,7 +8,7 @@ about it; the CLI prints it as is and exits with the class's `exit_code`:
 | 1 | the check ran and found faults (audit, doctor) | `AuditFaults` |
 | 2 | a malformed input: argument, setting, spec, matrix, manifest | `UsageError` and below |
 | 3 | a compiler or ninja failed | `BuildError` |
-| 4 | the environment refused: no toolkit, no torch, no usable binary, a directory not ours | `EnvironmentRefused` and below |
+| 4 | the environment refused: no toolkit, no torch, no usable binary | `EnvironmentRefused` and below |
 """
 
 from __future__ import annotations

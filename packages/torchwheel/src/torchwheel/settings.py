@@ -46,7 +46,7 @@ class Settings:
             raise SettingsError(
                 f"{reader.name('DISABLE_JIT')} and {reader.name('FORCE_JIT')} are both set; unset one of them"
             )
-        arch_from = reader.name("CUDA_ARCH_LIST")
+        arch_from: str | None = reader.name("CUDA_ARCH_LIST")
         if not reader.text("CUDA_ARCH_LIST"):
             arch_from = "TORCH_CUDA_ARCH_LIST" if env.get("TORCH_CUDA_ARCH_LIST") else None
         return cls(
@@ -64,6 +64,16 @@ class Settings:
             cxx=env.get("CXX") or "c++",
             verbose=reader.boolean("VERBOSE"),
         )
+
+    @property
+    def jobs(self) -> int:
+        """Parallel build jobs: MAX_JOBS, else every core this process may run on."""
+        if self.max_jobs:
+            return self.max_jobs
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
     def variable(self, key: str) -> str:
         """The variable a user sets for `key` (`MINFER_FORCE_JIT`), for messages."""

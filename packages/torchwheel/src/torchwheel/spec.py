@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -22,52 +22,75 @@ CXX_SUFFIXES = frozenset({".cpp", ".cc", ".cxx", ".c"})
 CUDA_SUFFIXES = frozenset({".cu"})
 
 
-def _paths(values: Iterable[str | os.PathLike[str]]) -> tuple[Path, ...]:
-    if isinstance(values, (str, os.PathLike)):
-        values = [values]
-    return tuple(Path(v).absolute() for v in values)
+PathArg = str | os.PathLike[str]
+PathsArg = PathArg | Iterable[PathArg]
+FlagsArg = str | Iterable[str]
 
 
-@dataclass(frozen=True)
+def _paths(values: PathsArg) -> tuple[Path, ...]:
+    items = [values] if isinstance(values, (str, os.PathLike)) else list(values)
+    return tuple(Path(v).absolute() for v in items)
+
+
+def _flags(values: FlagsArg) -> tuple[str, ...]:
+    return (values,) if isinstance(values, str) else tuple(values)
+
+
+@dataclass(frozen=True, init=False)
 class JitSpec:
     """One extension module: `<name>.so`, holding the ops its sources register.
 
     `sources` are translation units that include no torch header (raw pointers, sizes, a
     stream): they compile fast and, built once, serve every torch version of a toolkit.
-    `torch_sources` are the thin binding units that include torch headers.
+    `torch_sources` are the thin binding units that include torch headers. A spec may have
+    only one kind: a single binding unit that holds the kernels too is the usual start.
     `root` is the directory that source names are relative to in the cache key and in the
-    binary (`-ffile-prefix-map`), so that a checkout's location never changes either.
+    binary (`-ffile-prefix-map`), so that a checkout's location never changes either; by
+    default, the sources' common directory.
     """
 
     name: str
     sources: tuple[Path, ...]
-    torch_sources: tuple[Path, ...] = ()
-    device: Device = "cpu"
-    include_dirs: tuple[Path, ...] = ()
-    extra_cflags: tuple[str, ...] = ()
-    extra_cuda_cflags: tuple[str, ...] = ()
-    extra_ldflags: tuple[str, ...] = ()
-    root: Path | None = field(default=None)
+    torch_sources: tuple[Path, ...]
+    device: Device
+    include_dirs: tuple[Path, ...]
+    extra_cflags: tuple[str, ...]
+    extra_cuda_cflags: tuple[str, ...]
+    extra_ldflags: tuple[str, ...]
+    root: Path
 
-    def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        set_(self, "sources", _paths(self.sources))
-        set_(self, "torch_sources", _paths(self.torch_sources))
-        set_(self, "include_dirs", _paths(self.include_dirs))
-        for flags in ("extra_cflags", "extra_cuda_cflags", "extra_ldflags"):
-            value = getattr(self, flags)
-            set_(self, flags, (value,) if isinstance(value, str) else tuple(value))
+    def __init__(
+        self,
+        name: str,
+        sources: PathsArg = (),
+        torch_sources: PathsArg = (),
+        device: Device = "cpu",
+        include_dirs: PathsArg = (),
+        extra_cflags: FlagsArg = (),
+        extra_cuda_cflags: FlagsArg = (),
+        extra_ldflags: FlagsArg = (),
+        root: PathArg | None = None,
+    ) -> None:
+        set_ = object.__setattr__  # frozen: fields are set once, here
+        set_(self, "name", name)
+        set_(self, "sources", _paths(sources))
+        set_(self, "torch_sources", _paths(torch_sources))
+        set_(self, "device", device)
+        set_(self, "include_dirs", _paths(include_dirs))
+        set_(self, "extra_cflags", _flags(extra_cflags))
+        set_(self, "extra_cuda_cflags", _flags(extra_cuda_cflags))
+        set_(self, "extra_ldflags", _flags(extra_ldflags))
         self._validate()
-        if self.root is None:
+        if root is None:
             set_(self, "root", Path(os.path.commonpath([p.parent for p in self.all_sources])))
-        else:
-            set_(self, "root", Path(self.root).absolute())
-            for path in self.all_sources:
-                if not path.is_relative_to(self.root):
-                    raise SpecError(
-                        f"JitSpec {self.name!r}: source {path} is outside root {self.root}; "
-                        "move it under the root or choose a root that contains it"
-                    )
+            return
+        set_(self, "root", Path(root).absolute())
+        for path in self.all_sources:
+            if not path.is_relative_to(self.root):
+                raise SpecError(
+                    f"JitSpec {self.name!r}: source {path} is outside root {self.root}; "
+                    "move it under the root or choose a root that contains it"
+                )
 
     @property
     def all_sources(self) -> tuple[Path, ...]:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 def _build(args: argparse.Namespace) -> int:
     from torchwheel.arch import format_arch_list
     from torchwheel.compile.build_target import BuildTarget
-    from torchwheel.compile.ninja_run import default_jobs
     from torchwheel.compile.toolchain import find_toolchain
     from torchwheel.project import load_project
     from torchwheel.release.prebuilt import PrebuiltPart, build_prebuilt
@@ -36,7 +35,7 @@ def _build(args: argparse.Namespace) -> int:
     if need_cuda and (offered := toolchain.cuda_archs()) is not None:
         offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
     target = BuildTarget.make(TorchInstall.running(), toolchain, archs)
-    jobs = args.jobs or default_jobs(settings.max_jobs)
+    jobs = args.jobs or settings.jobs
     out = Path(args.out).absolute()
     prebuilt_dir = out / "data" / "aot"
     print(
@@ -85,6 +84,13 @@ def _build_archs(arch_list: str | None, settings: Settings) -> tuple[tuple[CudaA
     return parse_arch_list(text, source), source
 
 
+def _print_line(label: str) -> Callable[[str], None]:
+    def say(line: str) -> None:
+        print(f"{label}{line}", flush=True)
+
+    return say
+
+
 def _print_step(label: str) -> Callable[[int, int, str], None]:
     def progress(done: int, total: int, what: str) -> None:
         print(f"{label}[{done:>{len(str(total))}}/{total}] {what}", flush=True)
@@ -116,7 +122,6 @@ def _matrix(args: argparse.Namespace) -> int:
 def _wheel(args: argparse.Namespace) -> int:
     import time
 
-    from torchwheel.compile.ninja_run import default_jobs
     from torchwheel.project import load_project
     from torchwheel.release.cells import build_variant, prepare_cell_build
     from torchwheel.release.envs import cell_environment, cell_target
@@ -129,7 +134,7 @@ def _wheel(args: argparse.Namespace) -> int:
     if args.python and len(cells) > 1:
         raise SettingsError("--python serves one cell; build one --cell at a time with it")
     project = load_project(args.project or matrix.project)
-    jobs = args.jobs or default_jobs(Settings.from_env(project.name, project.env_prefix).max_jobs)
+    jobs = args.jobs or Settings.from_env(project.name, project.env_prefix).jobs
     started = time.monotonic()
     for number, cell in enumerate(cells, 1):
         label = f"cell {number}/{len(cells)} {cell.id}"
@@ -147,7 +152,7 @@ def _wheel(args: argparse.Namespace) -> int:
             audit=AuditSettings(args.policy, args.strict),
         )
         try:
-            result = build_variant(cell, build, say=lambda line, label=label: print(f"{label}: {line}", flush=True))
+            result = build_variant(cell, build, say=_print_line(f"{label}: "))
         except BuildError as error:
             print(error.log, file=sys.stderr)
             raise

@@ -260,6 +260,7 @@ def run_cache_command(
         if action == "list":
             print("\n".join(describe(location, contents, now)))
             continue
+        markers_age: float | None
         if action == "clear":
             chosen, markers_age = list(contents.entries), -1.0
         else:

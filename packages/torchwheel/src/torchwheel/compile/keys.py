@@ -48,7 +48,6 @@ def project_headers(spec: JitSpec) -> list[Path]:
 
 
 def _name_in_key(spec: JitSpec, path: Path) -> str:
-    assert spec.root is not None
     return str(path.relative_to(spec.root)) if path.is_relative_to(spec.root) else path.name
 
 

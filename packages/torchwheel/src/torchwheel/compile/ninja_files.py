@@ -12,6 +12,7 @@ import io
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from ninja.ninja_syntax import Writer
 
@@ -29,9 +30,15 @@ def ninja_path(path: Path | str) -> str:
     return str(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
+def _writer(text: io.StringIO) -> Writer:
+    # ninja_syntax annotates `output` as str, though it writes to it as a stream.
+    return Writer(text, width=1 << 30)  # type: ignore[arg-type]
+
+
 def _build(ninja: Writer, output: Path, rule: str, inputs: list[Path], variables: dict[str, str]) -> None:
     words = " ".join(ninja_path(p) for p in inputs)
-    ninja.output.write(f"build {ninja_path(output)}: {rule} {words}\n")
+    stream: TextIO = ninja.output  # type: ignore[assignment]  # a stream (see _writer)
+    stream.write(f"build {ninja_path(output)}: {rule} {words}\n")
     for key, value in variables.items():
         ninja.variable(key, value.replace("$", "$$"), indent=1)
 
@@ -49,7 +56,6 @@ def _object_path(objects_dir: Path, signature: str, spec: JitSpec, source: Path)
     """Objects are named by their compile command: an identical command (a torch-free unit for
     another torch version of the same toolkit) finds its object already built, and ninja,
     which records each command in the shared build log, has nothing to do."""
-    assert spec.root is not None
     relative = source.relative_to(spec.root)
     digest = hashlib.sha256(signature.encode()).hexdigest()[:16]
     return objects_dir / digest / relative.with_name(relative.name + ".o")
@@ -58,7 +64,6 @@ def _object_path(objects_dir: Path, signature: str, spec: JitSpec, source: Path)
 def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_dir: Path, emitted: set[Path]) -> str:
     """The spec's build file. `emitted` holds objects that another spec of the same ninja run
     already builds (same command, same source): they are used, not built twice."""
-    assert spec.root is not None
     flags = spec_flags(spec, target)
     toolchain = target.toolchain
     # Paths inside the binary (__FILE__ in error messages) are rewritten, so the .so is the
@@ -81,7 +86,7 @@ def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_
     }
     compilers = {"cxx": toolchain.cxx.path, "cxx_torch": toolchain.cxx.path}
     text = io.StringIO()
-    ninja = Writer(text, width=1 << 30)
+    ninja = _writer(text)
     ninja.comment(f"spec {spec.name}: written by torchwheel, do not edit")
     ninja.variable("cxx", _command_words([toolchain.cxx.path]))
     for name, value in variables.items():
@@ -144,7 +149,7 @@ def wrapper_ninja_text(spec_files: Iterable[Path], log_dir: Path) -> str:
     """`log_dir` holds ninja's build log: wrappers that share it (the cells of one matrix build)
     share their objects' records, so an object built for one cell is up to date for the next."""
     text = io.StringIO()
-    ninja = Writer(text, width=1 << 30)
+    ninja = _writer(text)
     ninja.comment("written by torchwheel: one ninja run builds every spec below")
     ninja.variable("ninja_required_version", "1.3")
     ninja.variable("builddir", ninja_path(log_dir))

@@ -54,15 +54,6 @@ def ninja_executable() -> str:
     return found
 
 
-def default_jobs(max_jobs: int | None) -> int:
-    if max_jobs:
-        return max_jobs
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class BuildGroup:
     """Specs built for one target into `<build_dir>/<name>/<name>.so`. One ninja run may build

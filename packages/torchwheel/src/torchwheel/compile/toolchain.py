@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchwheel.errors import ToolchainError
 from torchwheel.compile.nvcc_archs import ToolkitArchs
+from torchwheel.errors import ToolchainError
 
 
 @dataclass(frozen=True)

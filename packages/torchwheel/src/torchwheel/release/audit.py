@@ -33,7 +33,11 @@ from auditwheel.lddtree import DynamicExecutable, ldd, load_ld_paths
 from auditwheel.libc import Libc
 from auditwheel.policy import Policy, WheelPolicies
 from elftools.common.exceptions import ELFError
+from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
+from elftools.elf.hash import ELFHashSection, GNUHashSection
+from elftools.elf.sections import SymbolTableSection
 from packaging.tags import parse_tag
 
 from torchwheel.errors import AuditError, SettingsError, ToolchainError
@@ -244,7 +248,7 @@ def torch_policy(target: TorchInstall, arch: str = "x86_64") -> str:
             f"torch {target.version}'s wheel is tagged {' '.join(sorted(platforms))}, which names no "
             f"manylinux policy for {arch}; pass --policy, e.g. --policy manylinux_2_28_{arch}"
         )
-    return max(known).name  # a wheel tagged for several policies runs on the oldest of them
+    return str(max(known).name)  # a wheel tagged for several policies runs on the oldest of them
 
 
 # --- finding the files ------------------------------------------------------------------------
@@ -318,50 +322,67 @@ class _Elf:
 def _read_elf(path: Path, display: str) -> _Elf:
     with path.open("rb") as stream:
         elf = _open_elf(stream, display)
-        if elf["e_type"] != "ET_DYN" or elf.get_section_by_name(".dynamic") is None:
+        dynamic = elf.get_section_by_name(".dynamic")
+        if elf["e_type"] != "ET_DYN" or not isinstance(dynamic, DynamicSection):
             raise AuditError(f"{display} is an ELF file but not a shared library ({elf['e_type']}); pass a linked .so")
-        needed: list[str] = []
-        search: list[SearchPath] = []
-        for tag in elf.get_section_by_name(".dynamic").iter_tags():
-            kind = tag.entry.d_tag
-            if kind == "DT_NEEDED":
-                needed.append(tag.needed)
-            elif kind in ("DT_RPATH", "DT_RUNPATH"):
-                text = tag.rpath if kind == "DT_RPATH" else tag.runpath
-                search += [SearchPath(kind[3:], entry) for entry in text.split(":")]
+        needed, search = _dynamic_entries(dynamic)
         versions: dict[str, set[str]] = {}
         for library, version in elf_find_versioned_symbols(elf):
             versions.setdefault(library, set()).add(version)
-        # Version index (vna_other) -> (library, version), to name the symbols of each version.
-        by_index: dict[int, tuple[str, str]] = {}
-        verneed = elf.get_section_by_name(".gnu.version_r")
-        if verneed is not None:
-            for need, auxiliaries in verneed.iter_versions():
-                for aux in auxiliaries:
-                    by_index[aux["vna_other"]] = (need.name, aux.name)
-        versym = elf.get_section_by_name(".gnu.version")
-        undefined: list[_Undefined] = []
-        defined: list[str] = []
-        dynsym = elf.get_section_by_name(".dynsym")
-        for index, symbol in enumerate(dynsym.iter_symbols() if dynsym is not None else ()):
-            bind = symbol["st_info"]["bind"]
-            if index == 0 or bind == "STB_LOCAL" or not symbol.name:
-                continue
-            if symbol["st_shndx"] != "SHN_UNDEF":
-                defined.append(symbol.name)
-                continue
-            if bind == "STB_WEAK":  # may stay unresolved at run time by design
-                continue
-            ndx = versym.get_symbol(index)["ndx"] if versym is not None else "VER_NDX_GLOBAL"
+        undefined, defined = _symbols(elf)
+    return _Elf(
+        needed=needed,
+        search_paths=search,
+        versions={k: frozenset(v) for k, v in versions.items()},
+        undefined=undefined,
+        defined=defined,
+    )
+
+
+def _dynamic_entries(dynamic: DynamicSection) -> tuple[tuple[str, ...], tuple[SearchPath, ...]]:
+    """DT_NEEDED libraries, and the RPATH/RUNPATH entries in order."""
+    needed: list[str] = []
+    search: list[SearchPath] = []
+    # pyelftools sets `needed`, `rpath` and `runpath` on a tag by its kind, so they are untyped.
+    for tag in dynamic.iter_tags():
+        kind = tag.entry.d_tag
+        if kind == "DT_NEEDED":
+            needed.append(tag.needed)  # type: ignore[attr-defined]
+        elif kind in ("DT_RPATH", "DT_RUNPATH"):
+            text = tag.rpath if kind == "DT_RPATH" else tag.runpath  # type: ignore[attr-defined]
+            search += [SearchPath(kind[3:], entry) for entry in text.split(":")]
+    return tuple(needed), tuple(search)
+
+
+def _version_names(elf: ELFFile) -> dict[int, tuple[str, str]]:
+    """Version index (vna_other) -> (library, version), to name the symbols of each version."""
+    by_index: dict[int, tuple[str, str]] = {}
+    verneed = elf.get_section_by_name(".gnu.version_r")
+    if isinstance(verneed, GNUVerNeedSection):
+        for need, auxiliaries in verneed.iter_versions():
+            for aux in auxiliaries:
+                by_index[aux["vna_other"]] = (str(need.name), aux.name)
+    return by_index
+
+
+def _symbols(elf: ELFFile) -> tuple[tuple[_Undefined, ...], tuple[str, ...]]:
+    """The non-weak undefined symbols with their versions, and the defined names."""
+    by_index = _version_names(elf)
+    versym = elf.get_section_by_name(".gnu.version")
+    dynsym = elf.get_section_by_name(".dynsym")
+    undefined: list[_Undefined] = []
+    defined: list[str] = []
+    for index, symbol in enumerate(dynsym.iter_symbols() if isinstance(dynsym, SymbolTableSection) else ()):
+        bind = symbol["st_info"]["bind"]
+        if index == 0 or bind == "STB_LOCAL" or not symbol.name:
+            continue
+        if symbol["st_shndx"] != "SHN_UNDEF":
+            defined.append(symbol.name)
+        elif bind != "STB_WEAK":  # a weak one may stay unresolved at run time by design
+            ndx = versym.get_symbol(index)["ndx"] if isinstance(versym, GNUVerSymSection) else "VER_NDX_GLOBAL"
             library, version = by_index.get(ndx & 0x7FFF, (None, None)) if isinstance(ndx, int) else (None, None)
             undefined.append(_Undefined(symbol.name, version, library))
-    return _Elf(
-        needed=tuple(needed),
-        search_paths=tuple(search),
-        versions={k: frozenset(v) for k, v in versions.items()},
-        undefined=tuple(undefined),
-        defined=tuple(defined),
-    )
+    return tuple(undefined), tuple(defined)
 
 
 def _open_elf(stream: BinaryIO, display: str) -> ELFFile:
@@ -468,7 +489,7 @@ def _policy_check(elf: _Elf, names: Mapping[str, str], met: Policy, target: Poli
     exceeding = {
         VersionedSymbol(names.get(u.name, u.name), u.version, u.library)
         for u in elf.undefined
-        if (u.library, u.version) in exceeding_versions
+        if u.library is not None and u.version is not None and (u.library, u.version) in exceeding_versions
     }
     named = {(s.library, s.version) for s in exceeding}
     exceeding |= {VersionedSymbol(None, v, lib) for lib, v in exceeding_versions - named}
@@ -540,7 +561,7 @@ class _Resolver:
             self._opened[path] = ELFFile(self._stack.enter_context(path.open("rb")))
         elf = self._opened[path]
         table = elf.get_section_by_name(".gnu.hash") or elf.get_section_by_name(".hash")
-        if table is not None:
+        if isinstance(table, (GNUHashSection, ELFHashSection)):
             return lambda name: _exported(table.get_symbol(name))
         exported = _exports(path)
         return exported.__contains__
@@ -559,7 +580,8 @@ def _exports(path: Path) -> frozenset[str]:
     """Every exported name of a library without a hash section (rare: a slow linear read)."""
     with path.open("rb") as stream:
         dynsym = ELFFile(stream).get_section_by_name(".dynsym")
-        return frozenset(s.name for s in (dynsym.iter_symbols() if dynsym else ()) if _exported(s))
+        symbols = dynsym.iter_symbols() if isinstance(dynsym, SymbolTableSection) else ()
+        return frozenset(s.name for s in symbols if _exported(s))
 
 
 # --- small helpers ------------------------------------------------------------------------------

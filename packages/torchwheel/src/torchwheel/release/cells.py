@@ -35,6 +35,8 @@ from torchwheel.runtime.torch_install import TorchInstall
 from torchwheel.settings import Settings
 from torchwheel.spec import JitSpec
 
+DEFAULT_AUDIT = AuditSettings(policy=None, strict=False)  # torch's own policy; newer glibc only warns
+
 
 @dataclass(frozen=True)
 class CellPlan:
@@ -70,7 +72,7 @@ class CellBuild:
     epoch: int  # SOURCE_DATE_EPOCH of the wheels
     version: str  # the project's version, which its wheels carry and pin
     progress: Progress | None = None
-    audit: AuditSettings = AuditSettings(policy=None, strict=False)
+    audit: AuditSettings = DEFAULT_AUDIT
     max_wheel_bytes: int | None = None
 
 
@@ -94,12 +96,12 @@ def prepare_cell_build(
     jobs: int,
     max_wheel_bytes: int | None,
     progress: Progress | None = None,
-    audit: AuditSettings = AuditSettings(policy=None, strict=False),
+    audit: AuditSettings = DEFAULT_AUDIT,
 ) -> CellBuild:
     """Resolve and check everything a cell's build needs that can be wrong before it compiles:
     the project's version, its specs' sources, SOURCE_DATE_EPOCH."""
     version = project_version(project)
-    roots = sorted({s.root for s in project.make_specs() if s.root is not None})
+    roots = sorted({s.root for s in project.make_specs()})
     epoch = source_date_epoch(roots[0] if roots else None)
     return CellBuild(project, torch, build_root, out_dir, jobs, epoch, version, progress, audit, max_wheel_bytes)
 
@@ -118,7 +120,7 @@ def build_variant(cell: VariantCell, build: CellBuild, say: Callable[[str], None
             limit = f"{build.max_wheel_bytes / 1e6:g} MB"
             say(
                 f"{cell.id}: about {size / 1e6:.1f} MB compressed, over the limit of {limit}: building it as "
-                f"one part per arch family (set split = \"arch-family\" in [accelerators.{cell.accel}] "
+                f'one part per arch family (set split = "arch-family" in [accelerators.{cell.accel}] '
                 "to build it so at once)"
             )
             plan = plan_parts(cell, specs, target, build.build_root, split=True, limit=limit)

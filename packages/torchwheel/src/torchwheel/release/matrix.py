@@ -102,6 +102,9 @@ class _ProjectTable:
     template: str
     max_wheel_bytes: int
 
+    def distribution(self, accel: str, torch_series: str) -> str:
+        return self.template.format(name=self.name, accel=accel, torch=torch_series.replace(".", ""))
+
 
 @dataclass(frozen=True)
 class _Accelerator:
@@ -131,7 +134,7 @@ def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
                 torch_version=torch_version,
                 cuda=accelerator.cuda,
                 arch_list=accelerator.arch_list,
-                distribution=project.template.format(name=project.name, accel=accel, torch=torch_series.replace(".", "")),
+                distribution=project.distribution(accel, torch_series),
                 split=accelerator.split,
             )
             reason = excluded_pairs.get((accel, torch_series)) or _out_of_range(accelerator, torch_series)
@@ -199,7 +202,9 @@ def _accelerator(accel: str, table: dict[str, Any], where: str) -> _Accelerator:
         arch_list = format_arch_list(parse_arch_list(str(table["arch_list"])))
     split = table.get("split", "auto")
     if split not in ("auto", "arch-family"):
-        raise SettingsError(f'{where}: [accelerators.{accel}] split = {split!r} is unknown; use "auto" or "arch-family"')
+        raise SettingsError(
+            f'{where}: [accelerators.{accel}] split = {split!r} is unknown; use "auto" or "arch-family"'
+        )
     low = _version(table["min_torch"], f"[accelerators.{accel}] min_torch") if "min_torch" in table else None
     high = _version(table["max_torch"], f"[accelerators.{accel}] max_torch") if "max_torch" in table else None
     return _Accelerator(accel, str(cuda) if cuda is not None else None, arch_list, low, high, split)

@@ -31,7 +31,6 @@ def _setting(config: dict[str, object] | None, key: str, variable: str, default:
 def build_wheel(
     wheel_directory: str, config_settings: dict[str, object] | None = None, metadata_directory: str | None = None
 ) -> str:
-    from torchwheel.compile.ninja_run import default_jobs
     from torchwheel.project import load_project
     from torchwheel.release.cells import build_variant, prepare_cell_build
     from torchwheel.release.envs import cell_environment, cell_target
@@ -47,7 +46,7 @@ def build_wheel(
     matrix = load_matrix(Path(table["matrix"]))
     cell = matrix.cell(cell_id)
     project = load_project(str(table.get("project", matrix.project)))
-    jobs = default_jobs(Settings.from_env(project.name, project.env_prefix).max_jobs)
+    jobs = Settings.from_env(project.name, project.env_prefix).jobs
     python = _setting(config_settings, "python", "TORCHWHEEL_PYTHON")
     envs_dir = Path(_setting(config_settings, "envs-dir", "TORCHWHEEL_ENVS_DIR", ".venvs") or ".venvs")
     interpreter = Path(python) if python else cell_environment(cell, envs_dir)

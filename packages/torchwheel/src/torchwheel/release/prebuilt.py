@@ -70,9 +70,9 @@ def build_prebuilt(
     (a part of the same name may have held other specs)."""
     groups = [BuildGroup(p.specs, p.target, p.build_dir) for p in parts]
     run = build_groups(groups, wrapper_dir, jobs=jobs, progress=progress, shared_dir=shared_dir)
-    reports = [audit_part(project, part, group, audit) if audit else None for part, group in zip(parts, groups)]
+    reports = [audit_part(project, p, g, audit) if audit else None for p, g in zip(parts, groups, strict=True)]
     published = []
-    for part, group, report in zip(parts, groups, reports):
+    for part, group, report in zip(parts, groups, reports, strict=True):
         if replace:
             shutil.rmtree(part.prebuilt_dir, ignore_errors=True)
         entries = _publish(project, part, group, report)
@@ -84,7 +84,9 @@ def audit_part(project: str, part: PrebuiltPart, group: BuildGroup, settings: Au
     """Audit a part's fresh build outputs; raise `AuditFaults` (nothing published) if any fails."""
     from torchwheel.release.audit import audit_files  # pyelftools and auditwheel: build-only
 
-    found = [(f"{part.part_id}/{s.name}/{s.name}.so", group.library(s), part.target.torch.cxx11_abi) for s in part.specs]
+    found = [
+        (f"{part.part_id}/{s.name}/{s.name}.so", group.library(s), part.target.torch.cxx11_abi) for s in part.specs
+    ]
     report = audit_files(found, part.target.torch, settings.policy, settings.strict)
     if not report.passed:
         failing = [f for f in report.files if not f.passed]

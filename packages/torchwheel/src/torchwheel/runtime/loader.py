@@ -107,7 +107,7 @@ class Loader:
                 mark_used(plan.path)
             import torch
 
-            torch.ops.load_library(str(path))
+            torch.ops.load_library(str(path))  # type: ignore[no-untyped-call]  # torch leaves it untyped
             loaded = LoadedSpec(name, path, origin, plan.reason, time.monotonic() - started)
             self._loaded[name] = loaded
             return loaded
@@ -198,7 +198,6 @@ class Loader:
 
     def _build(self, job: JitJob, reason: str) -> tuple[Path, Origin]:
         from torchwheel.compile.jit import build_entry
-        from torchwheel.compile.ninja_run import default_jobs
 
         settings = self.settings
         _ensure_log_handler(settings.verbose)
@@ -211,7 +210,7 @@ class Loader:
             job,
             self._cache(),
             settings,
-            jobs=default_jobs(settings.max_jobs),
+            jobs=settings.jobs,
             on_wait=lambda message: logger.info("%s: %s", project, message),
             progress=lambda done, total, what: logger.debug("%s: [%d/%d] %s", project, done, total, what),
         )

@@ -104,7 +104,9 @@ def _gpu_mismatch(entry: ManifestEntry, runtime: RuntimeEnv, accept_ptx: bool, a
         covered = coverage(archs, major, minor)
         if covered is None:
             return f"has no code for this GPU (sm_{major}{minor}); built for {';'.join(entry.arch_list)}"
-        if covered == "ptx" and (problem := _ptx_problem(entry, runtime, f"sm_{major}{minor}", accept_ptx, accept_ptx_variable)):
+        if covered == "ptx" and (
+            problem := _ptx_problem(entry, runtime, f"sm_{major}{minor}", accept_ptx, accept_ptx_variable)
+        ):
             return problem
     return None
 

@@ -36,7 +36,7 @@ class TorchInstall:
 
     @property
     def series(self) -> str:
-        """"2.14" for torch 2.14.1+cu130: binaries built for one release serve its whole series."""
+        """ "2.14" for torch 2.14.1+cu130: binaries built for one release serve its whole series."""
         return torch_series(self.version)
 
     @property

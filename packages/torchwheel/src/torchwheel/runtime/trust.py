@@ -61,5 +61,3 @@ def ensure_private_dir(path: Path, what: str, variable: str | None = None) -> Pa
     if problem := private_dir_problem(path, what, variable):
         raise SettingsError(problem)
     return path
-
-

@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 from torchwheel.errors import SettingsError
-from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
 from torchwheel.runtime.manifest import sha256_of
+from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
 
 MEMO_DIR_NAME = ".verified"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
