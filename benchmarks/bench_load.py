@@ -1,7 +1,10 @@
 """Benchmark (b): the time to load one prebuilt spec, against raw `torch.ops.load_library` of
 the same file and against a warm `torch.utils.cpp_extension.load` cache hit.
 
-    python benchmarks/bench_load.py [--spec rmsnorm_fp16_cpu] [--runs 15]
+    python benchmarks/bench_load.py [--spec rmsnorm_fp16_cpu] [--runs 15] [--against DIR]
+
+`--against DIR` also times the loader of another checkout (e.g. `git worktree add DIR <rev>`),
+its sources put first on PYTHONPATH, in turn with this one's (A B A B ...), on the same file.
 
 Each sample is a fresh process (a real first load), timed inside it after `import torch`;
 medians are reported. torchwheel's load is timed from the call to the op being registered;
@@ -57,20 +60,31 @@ print(time.perf_counter() - t)
 
 def sample(code: str, args: list[str], env: dict[str, str], runs: int) -> list[float]:
     """Median milliseconds of each figure the code prints, over `runs` fresh processes."""
+    return paired(code, args, [env], runs)[0]
+
+
+def paired(code: str, args: list[str], envs: list[dict[str, str]], runs: int) -> list[list[float]]:
+    """`sample` for several environments in turn (A B A B ...), so drift hits all alike."""
     code = code.replace("INIT", INIT)
-    rows = []
+    rows: list[list[list[float]]] = [[] for _ in envs]
     for _ in range(runs):
-        result = subprocess.run(
-            [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env
-        )
-        rows.append([float(x) for x in result.stdout.strip().splitlines()[-1].split()])
-    return [statistics.median(column) * 1e3 for column in zip(*rows, strict=True)]
+        for index, env in enumerate(envs):
+            result = subprocess.run(
+                [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env
+            )
+            rows[index].append([float(x) for x in result.stdout.strip().splitlines()[-1].split()])
+    return [[statistics.median(column) * 1e3 for column in zip(*r, strict=True)] for r in rows]
+
+
+def source_path(checkout: Path) -> str:
+    return os.pathsep.join(str(checkout / "packages" / p / "src") for p in ("torchwheel", "minfer"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", default="rmsnorm_fp16_cpu")
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--against", type=Path, help="another checkout whose loader to time beside this one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "aot"
@@ -93,12 +107,21 @@ def main() -> None:
         print(f"median of {args.runs} fresh processes, spec {args.spec}", flush=True)
         (raw,) = sample(RAW, [str(library), args.spec], env, args.runs)
         print(f"raw torch.ops.load_library:         {raw:7.2f} ms", flush=True)
-        imports, ours = sample(TORCHWHEEL, ["", args.spec], env, args.runs)
-        print(f"torchwheel Loader.load (prebuilt):  {ours:7.2f} ms  ({ours - raw:+.2f} ms over raw)")
-        print(
-            f"  (once per process, before it: importing torchwheel and the project {imports:.2f} ms)",
-            flush=True,
-        )
+        envs = [env]
+        if args.against:
+            here = Path(__file__).resolve().parents[1]
+            envs = [
+                {**env, "PYTHONPATH": f"{source_path(c)}{os.pathsep}{env['PYTHONPATH']}"} for c in (here, args.against)
+            ]
+        for (imports, ours), name in zip(
+            paired(TORCHWHEEL, ["", args.spec], envs, args.runs), ("this", "against"), strict=False
+        ):
+            label = "torchwheel Loader.load (prebuilt)" if not args.against else f"Loader.load, {name} checkout"
+            print(f"{label + ':':<36}{ours:7.2f} ms  ({ours - raw:+.2f} ms over raw)")
+            print(
+                f"  (once per process, before it: importing torchwheel and the project {imports:.2f} ms)",
+                flush=True,
+            )
         (hit,) = sample(CPP_EXTENSION, ["", args.spec, str(warm)], env, args.runs)
         print(f"cpp_extension.load warm cache hit:  {hit:7.2f} ms")
 

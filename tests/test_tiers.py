@@ -8,6 +8,7 @@ what a real process imports, which a lazy import inside a function could otherwi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,21 @@ def test_a_jit_cache_hit_does_not_import_the_ninja_writer(tiny: dict[str, str], 
     assert origin == "jit-cache"
     assert "torchwheel.compile.jit" in modules  # the key needs the compile tier's flags and toolchain
     assert [m for m in modules if m.startswith(("ninja", "torchwheel.compile.ninja", "torchwheel.release"))] == []
+
+
+def test_the_readme_lists_every_module_of_the_package() -> None:
+    root = Path(__file__).resolve().parents[1]
+    package = root / "packages" / "torchwheel" / "src" / "torchwheel"
+    modules = {
+        str(p.relative_to(package)) for p in package.rglob("*.py") if p.name != "__init__.py" or p.parent != package
+    }
+    modules -= {f"{tier}/__init__.py" for tier in ("runtime", "compile", "release")}  # docstrings only
+    readme = (root / "README.md").read_text()
+    section = readme.split("## torchwheel's modules", 1)[1].split("\n## ", 1)[0]
+    listed = {
+        name
+        for row in section.splitlines()
+        if row.startswith("| `")
+        for name in re.findall(r"`([\w/]+\.py)`", row.split("|")[1])
+    }
+    assert listed == modules

@@ -114,19 +114,28 @@ def build_variant(cell: VariantCell, build: CellBuild, say: Callable[[str], None
     plan = plan_parts(cell, specs, target, build.build_root, split=cell.split == "arch-family")
     built = _build_plan(cell, plan, build)
     steps, seconds = built.steps_run, built.seconds
+    wheels: tuple[Path, ...] = ()
     if not plan.split and build.max_wheel_bytes is not None:
+        # Estimated before any wheel is written (deflate, as the wheel writer compresses), then
+        # checked on the wheel itself, whose metadata the estimate leaves out.
         size = sum(_compressed_size(p.part.prebuilt_dir) for p in built.parts)
+        if size <= build.max_wheel_bytes:
+            wheels = _write_wheels(cell, plan, built.parts, build, check_limit=False)
+            size = sum(w.stat().st_size for w in wheels)
         if size > build.max_wheel_bytes:
+            for wheel in wheels:
+                wheel.unlink()
             limit = f"{build.max_wheel_bytes / 1e6:g} MB"
             say(
-                f"{cell.id}: about {size / 1e6:.1f} MB compressed, over the limit of {limit}: building it as "
-                f'one part per arch family (set split = "arch-family" in [accelerators.{cell.accel}] '
-                "to build it so at once)"
+                f"{cell.id}: {size / 1e6:.2f} MB, over the limit of {limit}: building it as one part per "
+                f'arch family (split = "arch-family" in [accelerators.{cell.accel}] builds it so at once)'
             )
             plan = plan_parts(cell, specs, target, build.build_root, split=True, limit=limit)
             built = _build_plan(cell, plan, build)
             steps, seconds = steps + built.steps_run, seconds + built.seconds
-    wheels = _write_wheels(cell, plan, built.parts, build)
+            wheels = ()
+    if not wheels:
+        wheels = _write_wheels(cell, plan, built.parts, build, check_limit=True)
     return VariantResult(cell, wheels, steps, seconds, tuple(p.audit for p in built.parts if p.audit))
 
 
@@ -203,14 +212,14 @@ def _compressed_size(prebuilt_dir: Path) -> int:
 
 
 def _write_wheels(
-    cell: VariantCell, plan: CellPlan, parts: Sequence[PublishedPart], build: CellBuild
+    cell: VariantCell, plan: CellPlan, parts: Sequence[PublishedPart], build: CellBuild, *, check_limit: bool
 ) -> tuple[Path, ...]:
     wheels = []
     requires_parts = tuple(f"{d}=={build.version}" for d in plan.distributions[1:]) if plan.split else ()
     for index, (published, distribution) in enumerate(zip(parts, plan.distributions, strict=True)):
         extra = requires_parts if index == 0 else ()
         wheel = _write_wheel(published, distribution, extra, build)
-        if build.max_wheel_bytes is not None and wheel.stat().st_size > build.max_wheel_bytes:
+        if check_limit and build.max_wheel_bytes is not None and wheel.stat().st_size > build.max_wheel_bytes:
             raise SettingsError(
                 f"cell {cell.id}: {wheel.name} is {wheel.stat().st_size / 1e6:.1f} MB, over the limit of "
                 f"{build.max_wheel_bytes / 1e6:g} MB even as one part per arch family; raise max_wheel_mb in the matrix"

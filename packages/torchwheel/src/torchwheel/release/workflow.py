@@ -43,7 +43,7 @@ jobs:
         if: matrix.cuda == null
         run: |
           python3.11 -m pip install dist/*.whl
-          MINFER_DISABLE_JIT=1 python3.11 scripts/smoke.py cpu
+          TORCHWHEEL_DISABLE_JIT=1 python3.11 -m torchwheel doctor {project}
       - uses: actions/upload-artifact@v4
         with:
           name: ${{{{ matrix.id }}}}
