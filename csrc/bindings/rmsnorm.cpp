@@ -3,18 +3,19 @@
 
 namespace {
 
-void rmsnorm(const at::Tensor& out, const at::Tensor& input, const at::Tensor& weight,
-             double eps) {
+using torch::stable::Tensor;
+
+void rmsnorm(const Tensor& out, const Tensor& input, const Tensor& weight, double eps) {
   using namespace minfer::binding;
   check_tensor(out, "out", 2);
   check_tensor(input, "input", 2);
   check_tensor(weight, "weight", 1);
   check_same_device(out, "out", input, "input");
   check_same_device(weight, "weight", input, "input");
-  TORCH_CHECK(out.sizes() == input.sizes(), MINFER_OP_NAME ": out shape ", out.sizes(),
-              " must equal input shape ", input.sizes());
-  TORCH_CHECK(weight.size(0) == input.size(1), MINFER_OP_NAME ": weight shape ", weight.sizes(),
-              " must be [hidden] for input shape ", input.sizes());
+  STD_TORCH_CHECK(same_shape(out, input), MINFER_OP_NAME ": out shape ", shape_str(out),
+                  " must equal input shape ", shape_str(input));
+  STD_TORCH_CHECK(weight.size(0) == input.size(1), MINFER_OP_NAME ": weight shape ",
+                  shape_str(weight), " must be [hidden] for input shape ", shape_str(input));
   // Writing the result over the input itself is safe; partial overlap is not.
   if (out.const_data_ptr() != input.const_data_ptr()) check_no_overlap(out, "out", input, "input");
   check_no_overlap(out, "out", weight, "weight");
@@ -22,10 +23,11 @@ void rmsnorm(const at::Tensor& out, const at::Tensor& input, const at::Tensor& w
 
   const int64_t rows = input.size(0), hidden = input.size(1);
 #if defined(MINFER_CUDA)
-  const DeviceGuard guard(input.device());
+  const DeviceGuard guard(input.get_device_index());
   check_launch(minfer::cuda::rmsnorm(out.mutable_data_ptr(), input.const_data_ptr(),
                                      weight.const_data_ptr(), rows, hidden, out.stride(0),
-                                     input.stride(0), static_cast<float>(eps), current_stream()));
+                                     input.stride(0), static_cast<float>(eps),
+                                     current_stream(input)));
 #else
   minfer::cpu::rmsnorm(out.mutable_data_ptr(), input.const_data_ptr(), weight.const_data_ptr(),
                        rows, hidden, out.stride(0), input.stride(0), static_cast<float>(eps));
