@@ -73,6 +73,7 @@ def tests(session: nox.Session) -> None:
         "pypiserver",
         "twine",
         "cibuildwheel",
+        "hypothesis",
     )
     _install_project(session)
     env = {}

@@ -26,7 +26,6 @@ PREBUILT_LOAD_MODULES = [
     "torchwheel.project",
     "torchwheel.runtime",
     "torchwheel.runtime.gpus",
-    "torchwheel.runtime.jit_cache",
     "torchwheel.runtime.loader",
     "torchwheel.runtime.manifest",
     "torchwheel.runtime.prebuilt_dirs",

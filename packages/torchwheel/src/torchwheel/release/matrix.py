@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from packaging.version import InvalidVersion, Version
+
 from torchwheel.arch import format_arch_list, parse_arch_list
 from torchwheel.errors import SettingsError
-from torchwheel.versions import InvalidVersion, Version, parse_version
+from torchwheel.versions import parse_version
 
 DEFAULT_TEMPLATE = "{name}-{accel}-torch{torch}"
 

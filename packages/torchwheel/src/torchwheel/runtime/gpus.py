@@ -5,7 +5,6 @@ Asking initialises CUDA (about 0.2 s), so only CUDA specs and `doctor` ask.
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 
 
@@ -34,6 +33,8 @@ def capabilities(gpus: tuple[Gpu, ...]) -> tuple[tuple[int, int], ...]:
 
 def driver_cuda_version() -> str | None:
     """The CUDA version the installed driver supports ("13.0"), from libcuda itself."""
+    import ctypes  # only CUDA specs ask
+
     try:
         libcuda = ctypes.CDLL("libcuda.so.1")
         version = ctypes.c_int()

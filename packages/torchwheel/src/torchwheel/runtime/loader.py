@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Literal
 from torchwheel.arch import format_arch_list
 from torchwheel.errors import LoadError, ManifestError, SettingsError, SpecError
 from torchwheel.project import Project
-from torchwheel.runtime.jit_cache import JitCache, mark_used
 from torchwheel.runtime.manifest import Manifest, read_manifest
 from torchwheel.runtime.prebuilt_dirs import prebuilt_dirs
 from torchwheel.runtime.selection import Candidate, RuntimeEnv, candidates_for
@@ -31,6 +30,7 @@ from torchwheel.spec import Device, JitSpec, check_unique_names
 
 if TYPE_CHECKING:
     from torchwheel.compile.jit import JitJob
+    from torchwheel.runtime.jit_cache import JitCache
 
 logger = logging.getLogger("torchwheel")
 
@@ -104,6 +104,8 @@ class Loader:
                 assert plan.job is not None
                 path, origin = self._build(plan.job, plan.reason or "")
             elif plan.origin == "jit-cache":
+                from torchwheel.runtime.jit_cache import mark_used
+
                 mark_used(plan.path)
             import torch
 
@@ -183,6 +185,9 @@ class Loader:
         return spec
 
     def _cache(self, record: bool = True) -> JitCache:
+        # Imported here, not above: a prebuilt load needs none of the cache's machinery.
+        from torchwheel.runtime.jit_cache import JitCache
+
         settings = self.settings
         # Never load a .so from a directory that another user could have written it into.
         if problem := private_dir_problem(settings.cache_dir, "cache dir", settings.variable("CACHE_DIR")):

@@ -7,8 +7,6 @@ import with `undefined symbol`.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +61,9 @@ class TorchInstall:
     @classmethod
     def probe(cls, python: str | Path) -> TorchInstall:
         """The torch installed for another interpreter (a venv per matrix cell)."""
+        import json
+        import subprocess  # here: a load never probes, and these cost milliseconds to import
+
         try:
             result = subprocess.run(
                 [str(python), "-c", _PROBE], capture_output=True, text=True, check=False, timeout=300
