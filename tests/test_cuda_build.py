@@ -86,7 +86,7 @@ settings = Settings.from_env("minfer", "MINFER")
 spec = {s.name: s for s in PROJECT.make_specs()}["silu_and_mul_fp16_cuda"]
 toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=True)
 key = cache_key(spec, BuildTarget.make(TorchInstall.running(), toolchain, parse_arch_list("9.0a")))
-hit = JitCache(settings.cache_dir, settings.lock_dir).lookup(spec.name, key)
+hit = JitCache(settings.cache_dir).lookup(spec.name, key)
 print(json.dumps({"key": key, "hit": hit is not None, "nvcc": toolchain.nvcc.version}))
 """
 

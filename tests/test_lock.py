@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from torchwheel.errors import SettingsError
-from torchwheel.runtime.lock import exclusive_lock, try_lock
+from torchwheel.runtime.lock import LockWait, exclusive_lock, try_lock
 from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
 
 HOLDER = """
@@ -31,7 +31,7 @@ def test_a_lock_held_by_a_killed_process_is_free_at_once(tmp_path: Path) -> None
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     started = time.monotonic()
-    with exclusive_lock(lock, on_wait=waits.append):
+    with exclusive_lock(lock, LockWait(waits.append, 300.0, "TORCHWHEEL_LOCK_TIMEOUT")):
         pass
     assert time.monotonic() - started < 5
     assert waits == []
@@ -44,13 +44,14 @@ def test_a_waiter_says_who_holds_the_lock(tmp_path: Path) -> None:
     waits: list[str] = []
     try:
         killer = subprocess.Popen([sys.executable, "-c", f"import time, os; time.sleep(1); os.kill({holder.pid}, 9)"])
-        with exclusive_lock(lock, on_wait=waits.append):
+        with exclusive_lock(lock, LockWait(waits.append, 300.0, "TORCHWHEEL_LOCK_TIMEOUT")):
             pass
         killer.wait()
     finally:
         holder.kill()
         holder.wait()
-    assert waits == [f"waiting for spec.lock, held by pid {holder.pid}"]
+    assert len(waits) == 1
+    assert waits[0].startswith(f"waiting for spec.lock, held by pid {holder.pid} (alive, running for ")
 
 
 def test_a_lock_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:

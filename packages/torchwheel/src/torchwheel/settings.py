@@ -15,6 +15,10 @@ from pathlib import Path
 
 from torchwheel.errors import SettingsError
 
+# A CUDA unit for a dozen archs compiles in minutes; a step still running after 30 is hung.
+DEFAULT_BUILD_TIMEOUT_S = 1800.0
+# A holder stopped this long (SIGSTOP, Ctrl-Z) is taken as abandoned by whoever waits on it.
+DEFAULT_LOCK_TIMEOUT_S = 300.0
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -23,7 +27,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 class Settings:
     prefix: str
     cache_dir: Path
-    lock_dir: Path
+    lock_dirs: tuple[Path, ...]  # the lock dir, and where locks go when another user holds it
+    lock_dir_from: str | None  # the variable that set it; None for the default list
     prebuilt_path: tuple[Path, ...]  # <PREFIX>_AOT_PATH: prebuilt dirs searched first
     disable_jit: bool
     force_jit: bool
@@ -31,6 +36,8 @@ class Settings:
     arch_list: str | None
     arch_list_from: str | None  # the variable the arch list came from, for error messages
     max_jobs: int | None
+    build_timeout_s: float  # <PREFIX>_BUILD_TIMEOUT: longest a build step may run
+    lock_timeout_s: float  # <PREFIX>_LOCK_TIMEOUT: longest to wait on a stopped lock holder
     cuda_home: Path | None
     cxx: str
     verbose: bool
@@ -49,10 +56,12 @@ class Settings:
         arch_from: str | None = reader.name("CUDA_ARCH_LIST")
         if not reader.text("CUDA_ARCH_LIST"):
             arch_from = "TORCH_CUDA_ARCH_LIST" if env.get("TORCH_CUDA_ARCH_LIST") else None
+        explicit_lock = reader.path("LOCK_DIR")
         return cls(
             prefix=prefix,
             cache_dir=cache_dir,
-            lock_dir=reader.path("LOCK_DIR") or _default_lock_dir(env, cache_dir),
+            lock_dirs=(explicit_lock,) if explicit_lock else _default_lock_dirs(env, cache_dir),
+            lock_dir_from=reader.name("LOCK_DIR") if explicit_lock else None,
             prebuilt_path=reader.path_list("AOT_PATH"),
             disable_jit=disable_jit,
             force_jit=force_jit,
@@ -60,10 +69,17 @@ class Settings:
             arch_list=env.get(arch_from) if arch_from else None,
             arch_list_from=arch_from,
             max_jobs=_positive_int(env, "MAX_JOBS"),
+            build_timeout_s=reader.seconds("BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT_S),
+            lock_timeout_s=reader.seconds("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S),
             cuda_home=_optional_path(env.get("CUDA_HOME") or env.get("CUDA_PATH")),
             cxx=env.get("CXX") or "c++",
             verbose=reader.boolean("VERBOSE"),
         )
+
+    @property
+    def lock_dir(self) -> Path:
+        """The preferred lock dir (runtime/lock.py's `usable_lock_dir` picks the one in use)."""
+        return self.lock_dirs[0]
 
     @property
     def jobs(self) -> int:
@@ -102,6 +118,18 @@ class _Reader:
         value = self.text(key) or ""
         return tuple(Path(p).expanduser().absolute() for p in value.split(os.pathsep) if p)
 
+    def seconds(self, key: str, default: float) -> float:
+        value = self.text(key)
+        if value is None or not value.strip():
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if not 0 < number < 1e7:  # also refuses nan and inf
+            raise SettingsError(f"{self.name(key)}={value!r} is not a number of seconds; use e.g. {self.name(key)}=600")
+        return number
+
     def boolean(self, key: str) -> bool:
         value = self.text(key)
         if value is None:
@@ -135,10 +163,14 @@ def _default_cache_root(env: Mapping[str, str]) -> Path:
     return Path(base).absolute() / "torchwheel"
 
 
-def _default_lock_dir(env: Mapping[str, str], cache_dir: Path) -> Path:
-    # Locks belong on a local file system: flock over NFS is unreliable (FlashInfer #993).
+def _default_lock_dirs(env: Mapping[str, str], cache_dir: Path) -> tuple[Path, ...]:
+    """Where locks may go, best first. Locks belong on a local file system (flock over NFS is
+    unreliable: FlashInfer #993); the later ones serve where another user has taken the first
+    (runtime/lock.py). Every process of a user walks the same list, so all agree on one dir."""
+    found = []
     if os.path.isdir("/dev/shm"):
-        return Path(f"/dev/shm/torchwheel-{os.getuid()}")
+        found.append(Path(f"/dev/shm/torchwheel-{os.getuid()}"))
     if runtime := env.get("XDG_RUNTIME_DIR"):
-        return Path(runtime) / "torchwheel"
-    return cache_dir / "locks"
+        found.append(Path(runtime) / "torchwheel")
+    found.append(cache_dir / ".locks")
+    return tuple(found)

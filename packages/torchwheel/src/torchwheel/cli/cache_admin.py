@@ -14,16 +14,30 @@ import dataclasses
 import os
 import re
 import shutil
+import stat
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from torchwheel.errors import SettingsError
-from torchwheel.runtime.jit_cache import BUILD_PREFIX, TRASH_PREFIX, PartialBuild, discard
-from torchwheel.runtime.lock import try_lock
-from torchwheel.runtime.trust import ensure_private_dir, private_dir_problem
+from torchwheel.runtime.jit_cache import (
+    BUILD_PREFIX,
+    KEY_PATTERN,
+    TRASH_PREFIX,
+    PartialBuild,
+    discard,
+    is_entry,
+    lock_name,
+)
+from torchwheel.runtime.lock import try_lock, usable_lock_dir
+from torchwheel.runtime.trust import private_dir_problem
 from torchwheel.runtime.verify import MEMO_DIR_NAME
+from torchwheel.spec import NAME_PATTERN
+
+LOCKS_DIR_NAME = ".locks"  # settings.py's last lock dir candidate, inside the cache dir
+_MARKER = re.compile(r"[0-9a-f]+(?:-[0-9a-f]+){5}")  # runtime/verify.py's marker names
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -45,10 +59,10 @@ class CacheLocation:
     """One cache dir (several projects may share it) and the lock dir of its builds."""
 
     cache_dir: Path
-    lock_dir: Path
+    lock_dirs: tuple[Path, ...]  # as Settings.lock_dirs: the builds' lock dir is the first usable one
     projects: tuple[str, ...]
     variable: str  # the setting that moves the cache dir, for messages
-    lock_variable: str  # and the one that moves the lock dir
+    lock_variable: str | None  # the setting that named the lock dir; None for the default list
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,7 @@ class Contents:
     partials: tuple[PartialBuild, ...]  # builds in progress or killed
     leftovers: tuple[Path, ...]  # `.trash-*` dirs of an interrupted removal, unparsable `.build-*`
     memo: tuple[Path, ...]  # verification markers
+    foreign: tuple[Path, ...] = ()  # what torchwheel did not make: clear and prune refuse the dir
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,10 @@ def parse_age(text: str, field: str = "--older-than") -> float:
     match = _AGE.fullmatch(text.strip().lower())
     if not match:
         raise SettingsError(f"{field} {text!r} is not an age; write a number and a unit, e.g. 30d, 12h or 90m")
-    return float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    age = float(match.group(1)) * _AGE_UNITS[match.group(2)]
+    if not age < 1e12:  # about 30,000 years; also inf
+        raise SettingsError(f"{field} {text[:20]!r} is longer than any cache lives; write e.g. 30d")
+    return age
 
 
 def parse_size(text: str, field: str = "--max-size") -> int:
@@ -80,7 +98,10 @@ def parse_size(text: str, field: str = "--max-size") -> int:
     match = _SIZE.fullmatch(text.strip())
     if not match:
         raise SettingsError(f"{field} {text!r} is not a size; write a number and a unit, e.g. 2G, 500M or 1.5GiB")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    size = float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if not size < 1 << 62:  # also nan and inf: a number of hundreds of digits reads as inf
+        raise SettingsError(f"{field} {text[:20]!r}... is larger than any disk; write e.g. 2G or 500M")
+    return int(size)
 
 
 def format_size(size: float) -> str:
@@ -115,23 +136,79 @@ def _tree_size(path: Path) -> int:
 
 
 def scan(cache_dir: Path) -> Contents:
-    entries, partials, leftovers = [], [], []
-    for spec_dir in sorted(p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(spec_dir.iterdir()):
-            if path.name.startswith(BUILD_PREFIX):
-                partial = PartialBuild.parse(path)
-                if partial is None:
-                    leftovers.append(path)
-                else:
-                    partials.append(partial)
-            elif path.name.startswith(TRASH_PREFIX):
-                leftovers.append(path)
-            elif path.is_dir():  # an entry, whole or damaged (the loader rebuilds a damaged one)
-                info = path.stat()
-                entries.append(CacheEntry(spec_dir.name, path.name, path, _tree_size(path), info.st_mtime))
-    memo_dir = cache_dir / MEMO_DIR_NAME
-    memo = tuple(sorted(memo_dir.iterdir())) if memo_dir.is_dir() else ()
-    return Contents(tuple(entries), tuple(partials), tuple(leftovers), memo)
+    """What the cache dir holds, never following a symlink. Anything torchwheel did not make
+    (a file, a link, a dir not shaped as a spec, an entry without our `entry.json`) is `foreign`:
+    with any, `clear` and `prune` refuse to touch the dir (it is not ours alone)."""
+    entries: list[CacheEntry] = []
+    partials: list[PartialBuild] = []
+    leftovers: list[Path] = []
+    memo: list[Path] = []
+    foreign: list[Path] = []
+    for item in _children(cache_dir):
+        if item.name == MEMO_DIR_NAME and _real_dir(item):
+            for marker in _children(item):
+                (memo if _MARKER.fullmatch(marker.name) and _real_file(marker) else foreign).append(marker)
+        elif item.name == LOCKS_DIR_NAME and _real_dir(item):
+            continue  # the last-resort lock dir (runtime/lock.py); its files are locks, never deleted
+        elif NAME_PATTERN.fullmatch(item.name) and _real_dir(item):
+            for path in _children(item):
+                _sort(item.name, path, entries, partials, leftovers, foreign)
+        else:
+            foreign.append(item)
+    return Contents(tuple(entries), tuple(partials), tuple(leftovers), tuple(memo), tuple(foreign))
+
+
+def _sort(
+    spec: str,
+    path: Path,
+    entries: list[CacheEntry],
+    partials: list[PartialBuild],
+    leftovers: list[Path],
+    foreign: list[Path],
+) -> None:
+    if not _real_dir(path):
+        foreign.append(path)
+    elif path.name.startswith(BUILD_PREFIX) and (partial := PartialBuild.parse(path)) is not None:
+        partials.append(partial)
+    elif path.name.startswith(TRASH_PREFIX) and KEY_PATTERN.match(path.name[len(TRASH_PREFIX) :]):
+        leftovers.append(path)
+    elif is_entry(path, spec):
+        entries.append(CacheEntry(spec, path.name, path, _tree_size(path), os.lstat(path).st_mtime))
+    else:
+        foreign.append(path)
+
+
+def _children(directory: Path) -> list[Path]:
+    try:
+        return sorted(Path(e.path) for e in os.scandir(directory))
+    except OSError as error:
+        raise SettingsError(f"cache dir {directory} cannot be read ({error.strerror}); check its permissions") from None
+
+
+def _real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _real_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def refuse_foreign(location: CacheLocation, contents: Contents) -> None:
+    """Deleting in a dir that holds what torchwheel did not make could delete someone's data."""
+    if not contents.foreign:
+        return
+    first = contents.foreign[0]
+    more = f" and {len(contents.foreign) - 1} more" if len(contents.foreign) > 1 else ""
+    raise SettingsError(
+        f"cache dir {location.cache_dir} holds {first}{more}, which torchwheel did not make, so it deletes "
+        f"nothing there; move those away, or set {location.variable} to a directory of torchwheel's own"
+    )
 
 
 def choose(
@@ -160,13 +237,14 @@ def evict(
     dry_run: bool = False,
 ) -> Eviction:
     removed, in_use = [], []
+    lock_dir = location.lock_dirs[0]
     if chosen and not dry_run:
-        ensure_private_dir(location.lock_dir, "lock dir", location.lock_variable)
+        lock_dir = usable_lock_dir(location.lock_dirs, location.lock_variable, _note)
     for entry in chosen:
         if dry_run:
             removed.append(entry)
             continue
-        with try_lock(location.lock_dir / f"{entry.spec}-{entry.key}.lock") as taken:
+        with try_lock(lock_dir / lock_name(entry.spec, entry.key)) as taken:
             if not taken:
                 in_use.append(entry)
                 continue
@@ -180,6 +258,10 @@ def evict(
         for marker in markers:
             marker.unlink(missing_ok=True)
     return Eviction(tuple(removed), tuple(in_use), len(debris), len(markers))
+
+
+def _note(line: str) -> None:
+    print(f"torchwheel cache: {line}", file=sys.stderr)
 
 
 def _mtime(path: Path) -> float:
@@ -207,6 +289,8 @@ def describe(location: CacheLocation, contents: Contents, now: float) -> list[st
         lines.append(f"  leftover {leftover.relative_to(location.cache_dir)}")
     if contents.memo:
         lines.append(f"  {len(contents.memo)} verification markers in {MEMO_DIR_NAME}/")
+    for item in contents.foreign:
+        lines.append(f"  not torchwheel's: {item} (clear and prune refuse this dir while it is here)")
     return lines
 
 
@@ -229,10 +313,10 @@ def locations_for(references: Sequence[str]) -> list[CacheLocation]:
         else:
             found[key] = CacheLocation(
                 settings.cache_dir,
-                settings.lock_dir,
+                settings.lock_dirs,
                 (project.name,),
                 settings.variable("CACHE_DIR"),
-                settings.variable("LOCK_DIR"),
+                settings.lock_dir_from,
             )
     return list(found.values())
 
@@ -255,8 +339,12 @@ def run_cache_command(
     for location in locations:
         if location not in present:
             print(f"{location.cache_dir} ({', '.join(location.projects)}): empty (not created yet)")
-    for location in present:
-        contents = scan(location.cache_dir)
+    # Every dir is scanned and judged before anything is removed from any of them.
+    scanned = [(location, scan(location.cache_dir)) for location in present]
+    if action != "list":
+        for location, contents in scanned:
+            refuse_foreign(location, contents)
+    for location, contents in scanned:
         if action == "list":
             print("\n".join(describe(location, contents, now)))
             continue

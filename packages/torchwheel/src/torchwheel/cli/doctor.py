@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from torchwheel.errors import ExitCode, ManifestError, NoGpuVisible, TorchwheelError
+from torchwheel.arch import parse_arch_list
+from torchwheel.errors import ExitCode, ManifestError, NoGpuVisible, SettingsError, TorchwheelError
 from torchwheel.project import Project, installed_projects, load_project
 from torchwheel.runtime.gpus import Gpu, driver_cuda_version, visible_gpus
 from torchwheel.runtime.loader import Loader, Origin
 from torchwheel.runtime.manifest import read_manifest
 from torchwheel.runtime.prebuilt_dirs import prebuilt_dirs
 from torchwheel.runtime.torch_install import TorchInstall
-from torchwheel.runtime.trust import private_dir_problem
+from torchwheel.runtime.trust import private_dir_problem, trusted_dir_problem, untrusted_prebuilt
 from torchwheel.settings import Settings
 
 Verdict = Origin | Literal["unavailable", "error"]
@@ -223,6 +224,8 @@ def _dir_facts(path: Path, what: str, variable: str) -> DirFacts:
 
 
 def _prebuilt_facts(directory: Path) -> PrebuiltDirFacts:
+    if problem := trusted_dir_problem(directory):
+        return PrebuiltDirFacts(directory, problem=untrusted_prebuilt(directory, problem))
     try:
         manifest = read_manifest(directory)
     except ManifestError as error:
@@ -245,6 +248,11 @@ def project_facts(project: Project, env: Environment, problems: list[str]) -> Pr
     cache_dir = _dir_facts(settings.cache_dir, "cache dir", settings.variable("CACHE_DIR"))
     lock_dir = _dir_facts(settings.lock_dir, "lock dir", settings.variable("LOCK_DIR"))
     problems.extend(d.problem for d in (cache_dir, lock_dir) if d.problem)
+    if settings.arch_list:  # checked whatever the torch: a CPU torch today may be a CUDA one tomorrow
+        try:
+            parse_arch_list(settings.arch_list, settings.arch_list_from)
+        except SettingsError as error:
+            problems.append(str(error))
     prebuilt = tuple(_prebuilt_facts(d) for d in prebuilt_dirs(project, settings.prebuilt_path))
     problems.extend(p.problem for p in prebuilt if p.problem)
     try:

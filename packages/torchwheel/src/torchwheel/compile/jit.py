@@ -20,9 +20,9 @@ from torchwheel.arch import CudaArch, coverage, parse_arch_list
 from torchwheel.compile.build_target import BuildTarget
 from torchwheel.compile.keys import cache_key, key_inputs
 from torchwheel.compile.toolchain import Toolchain, find_toolchain
-from torchwheel.errors import NoGpuVisible, SettingsError
-from torchwheel.runtime.jit_cache import ENTRY_FILE, JitCache, discard
-from torchwheel.runtime.lock import exclusive_lock
+from torchwheel.errors import BuildError, EnvironmentRefused, NoGpuVisible, SettingsError
+from torchwheel.runtime.jit_cache import ENTRY_FILE, JitCache, discard, entry_record, lock_name
+from torchwheel.runtime.lock import LockWait, exclusive_lock, usable_lock_dir
 from torchwheel.runtime.manifest import sha256_of
 from torchwheel.runtime.torch_install import TorchInstall
 from torchwheel.runtime.trust import ensure_private_dir
@@ -82,19 +82,36 @@ def build_entry(
     cache: JitCache,
     settings: Settings,
     *,
-    jobs: int,
-    on_wait: Callable[[str], None] | None = None,
+    say: Callable[[str], None],
     progress: Progress | None = None,
 ) -> tuple[Path, bool]:
-    """Return the entry's .so and whether this call compiled it (False: another process did)."""
-    from torchwheel.compile.ninja_run import build_specs  # the ninja writer: only when compiling
+    """Return the entry's .so and whether this call compiled it (False: another process did).
+
+    A failed build keeps its directory (named in the error, with the compiler's first errors);
+    the next build of the same key, or `torchwheel cache prune`, removes it.
+    """
+    try:
+        return _build_entry(job, cache, settings, say, progress)
+    except OSError as error:  # a read-only or full cache dir, a path too long: not a bug of ours
+        raise EnvironmentRefused(
+            f"{job.spec.name}: the JIT cache cannot be written ({error.strerror}: {error.filename}); set "
+            f"{settings.variable('CACHE_DIR')} to a writable directory of yours, or install a matching prebuilt package"
+        ) from None
+
+
+def _build_entry(
+    job: JitJob, cache: JitCache, settings: Settings, say: Callable[[str], None], progress: Progress | None
+) -> tuple[Path, bool]:
+    from torchwheel.compile.ninja_run import BuildWatch, build_specs  # the ninja writer: only when compiling
 
     spec, key = job.spec, job.key
-    cache_variable, lock_variable = settings.variable("CACHE_DIR"), settings.variable("LOCK_DIR")
+    cache_variable = settings.variable("CACHE_DIR")
     ensure_private_dir(cache.cache_dir, "cache dir", cache_variable)
-    ensure_private_dir(cache.lock_dir, "lock dir", lock_variable)
+    lock_dir = usable_lock_dir(settings.lock_dirs, settings.lock_dir_from, say)
     spec_dir = ensure_private_dir(cache.cache_dir / spec.name, "cache dir", cache_variable)
-    with exclusive_lock(cache.lock_path(spec.name, key), on_wait=on_wait):
+    wait = LockWait(say, settings.lock_timeout_s, settings.variable("LOCK_TIMEOUT"))
+    watch = BuildWatch(settings.build_timeout_s, say, timeout_variable=settings.variable("BUILD_TIMEOUT"))
+    with exclusive_lock(lock_dir / lock_name(spec.name, key), wait):
         found, damaged = cache.check(spec.name, key)
         if found:
             return found, False
@@ -103,7 +120,10 @@ def build_entry(
             discard(spec_dir / key)
         work = cache.new_work_dir(spec.name, key)
         try:
-            result = build_specs([spec], job.target, work / "build", jobs=jobs, progress=progress)
+            result = build_specs([spec], job.target, work / "build", jobs=settings.jobs, progress=progress, watch=watch)
+        except BuildError as error:
+            raise BuildError(f"{spec.name}: {error}", log=error.log) from None  # `work` is kept for the user
+        try:
             staged = work / "entry"
             staged.mkdir()
             library = staged / f"{spec.name}.so"
@@ -112,7 +132,7 @@ def build_entry(
             digest = sha256_of(library)
             inputs = key_inputs(spec, job.target)
             (staged / "key.json").write_text(json.dumps(inputs, indent=2, sort_keys=True) + "\n")
-            (staged / ENTRY_FILE).write_text(json.dumps({"sha256": digest, "file": library.name}) + "\n")
+            (staged / ENTRY_FILE).write_text(json.dumps(entry_record(digest, library.name)) + "\n")
             cache.verifier.vouch(library, digest)  # so that the next load hashes nothing
             cache.publish(staged, spec.name, key)
         finally:

@@ -21,20 +21,56 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchwheel.runtime.trust import read_regular, trusted_dir_problem, trusted_file_problem
 from torchwheel.runtime.verify import Verifier
 
 ENTRY_FILE = "entry.json"
+ENTRY_MAX_BYTES = 1 << 16
 BUILD_PREFIX = ".build-"
 TRASH_PREFIX = ".trash-"
 USE_RESOLUTION_S = 3600  # an entry's mtime says when it was last used, to the hour
 PARTIAL_MAX_AGE_S = 24 * 3600  # another host's partial build is taken as dead after a day
+
+
+KEY_PATTERN = re.compile(r"[0-9a-f]{32}")  # compile/keys.py's cache_key: 32 hex digits
+ENTRY_FORMAT = 1
+
+
+def lock_name(name: str, key: str) -> str:
+    """The lock file of one key's build, in the lock dir (runtime/lock.py's usable_lock_dir)."""
+    return f"{name}-{key}.lock"
+
+
+def entry_record(sha256: str, file: str) -> dict[str, object]:
+    """What `entry.json` holds: the library's digest and name, and the mark of our format that
+    `torchwheel cache` looks for before it deletes anything."""
+    return {"format": ENTRY_FORMAT, "torchwheel": "jit-cache-entry", "sha256": sha256, "file": file}
+
+
+def is_entry(path: Path, spec: str) -> bool:
+    """Whether `path` proves to be one of our entries: a real dir named like a key, holding a
+    regular `entry.json` that names `<spec>.so` and a sha256 digest."""
+    try:
+        if not KEY_PATTERN.fullmatch(path.name) or not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+        record = json.loads(read_regular(path / ENTRY_FILE, ENTRY_MAX_BYTES))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("file") == f"{spec}.so"
+        and isinstance(record.get("sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", record["sha256"]) is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -52,7 +88,7 @@ class PartialBuild:
         key, _, rest = rest.partition("-")
         host, _, rest = rest.rpartition("-")  # the random tail: no '-' in tempfile's alphabet
         host, _, pid = host.rpartition("-")
-        if not (key and host and pid.isdigit()):
+        if not (KEY_PATTERN.fullmatch(key) and host and pid.isdigit()):
             return None
         return cls(path, key, host, int(pid))
 
@@ -73,29 +109,28 @@ class PartialBuild:
 
 
 class JitCache:
-    def __init__(self, cache_dir: Path, lock_dir: Path, verifier: Verifier | None = None) -> None:
+    def __init__(self, cache_dir: Path, verifier: Verifier | None = None) -> None:
         self.cache_dir = cache_dir
-        self.lock_dir = lock_dir
         self.verifier = verifier or Verifier.for_cache(cache_dir)
 
     def entry_path(self, name: str, key: str) -> Path:
         return self.cache_dir / name / key / f"{name}.so"
-
-    def lock_path(self, name: str, key: str) -> Path:
-        return self.lock_dir / f"{name}-{key}.lock"
 
     def check(self, name: str, key: str) -> tuple[Path | None, str | None]:
         """(the entry's verified .so, None), (None, None) when there is no entry, or (None, why
         the entry there must not be loaded)."""
         entry = self.cache_dir / name / key
         library = entry / f"{name}.so"
+        if not os.path.lexists(entry):
+            return None, None
+        # Every directory from the entry up, and the file, must be beyond other users' reach.
+        if problem := trusted_dir_problem(self.cache_dir, entry) or trusted_file_problem(entry, library.name):
+            return None, f"cached entry refused: {problem}"
         try:
-            recorded = json.loads((entry / ENTRY_FILE).read_text())
+            recorded = json.loads(read_regular(entry / ENTRY_FILE, ENTRY_MAX_BYTES))
         except FileNotFoundError:
-            if not entry.exists():
-                return None, None
             return None, f"cached {library} has no {ENTRY_FILE} (made by an older torchwheel)"
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, RecursionError) as error:
             return None, f"cached {library} has an unreadable {ENTRY_FILE} ({error.__class__.__name__})"
         digest = recorded.get("sha256") if isinstance(recorded, dict) else None
         if problem := self.verifier.problem(library, str(digest)):

@@ -23,7 +23,7 @@ from torchwheel.project import Project
 from torchwheel.runtime.manifest import Manifest, read_manifest
 from torchwheel.runtime.prebuilt_dirs import prebuilt_dirs
 from torchwheel.runtime.selection import Candidate, RuntimeEnv, candidates_for
-from torchwheel.runtime.trust import private_dir_problem
+from torchwheel.runtime.trust import private_dir_problem, trusted_dir_problem, untrusted_prebuilt
 from torchwheel.runtime.verify import Verifier
 from torchwheel.settings import Settings
 from torchwheel.spec import Device, JitSpec, check_unique_names
@@ -84,6 +84,9 @@ class Loader:
     def _manifests(self) -> tuple[list[Manifest], list[str]]:
         manifests, problems = [], []
         for directory in prebuilt_dirs(self.project, self.settings.prebuilt_path):
+            if problem := trusted_dir_problem(directory):
+                problems.append(untrusted_prebuilt(directory, problem))
+                continue
             try:
                 manifests.append(read_manifest(directory))
             except ManifestError as error:
@@ -193,7 +196,7 @@ class Loader:
         if problem := private_dir_problem(settings.cache_dir, "cache dir", settings.variable("CACHE_DIR")):
             raise SettingsError(problem)
         verifier = Verifier.for_cache(settings.cache_dir, record=record)
-        return JitCache(settings.cache_dir, settings.lock_dir, verifier)
+        return JitCache(settings.cache_dir, verifier)
 
     def _jit_job(self, spec: JitSpec) -> JitJob:
         from torchwheel.compile.jit import plan_job  # the compile tier: only on the JIT path
@@ -215,8 +218,7 @@ class Loader:
             job,
             self._cache(),
             settings,
-            jobs=settings.jobs,
-            on_wait=lambda message: logger.info("%s: %s", project, message),
+            say=lambda message: logger.info("%s: %s", project, message),
             progress=lambda done, total, what: logger.debug("%s: [%d/%d] %s", project, done, total, what),
         )
         seconds = time.monotonic() - started

@@ -13,8 +13,10 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from torchwheel.errors import ManifestError
+from torchwheel.runtime.trust import open_regular, read_regular
 from torchwheel.spec import DEVICES, Device
 
 SCHEMA_VERSION = 1
@@ -44,44 +46,66 @@ class Manifest:
 
 
 def sha256_of(path: Path) -> str:
+    """The file's sha256; OSError (NotRegularFile for a FIFO or device) when it cannot be read."""
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with os.fdopen(open_regular(path), "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+MANIFEST_MAX_BYTES = 16 << 20  # a manifest of thousands of specs is well under 1 MB
+
+
 def read_manifest(directory: Path) -> Manifest:
+    """The manifest in `directory`; `ManifestError` (one line) for anything unreadable."""
     path = directory / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ManifestError(
-            f"manifest {path} is unreadable ({error.__class__.__name__}); reinstall the package that holds it"
-        ) from error
+        data = json.loads(read_regular(path, MANIFEST_MAX_BYTES))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else error.__class__.__name__
+        raise ManifestError(f"manifest {path} is unreadable ({why}); reinstall the package that holds it") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
         raise ManifestError(
             f"manifest {path} has schema {found!r}, this torchwheel reads {SCHEMA_VERSION}; "
             "install matching versions of torchwheel and the prebuilt package"
         )
-    entries = {}
-    try:
-        for name, raw in data["specs"].items():
-            entries[name] = ManifestEntry(
-                name=name,
-                file=str(raw["file"]),
-                sha256=str(raw["sha256"]),
-                device=_device(raw["device"], path),
-                torch_version=str(raw["torch_version"]),
-                cxx11_abi=bool(raw["cxx11_abi"]),
-                cuda_version=raw["cuda_version"],
-                arch_list=tuple(raw["arch_list"]),
-            )
-        project = str(data["project"])
-    except (KeyError, TypeError, AttributeError) as error:
-        raise ManifestError(f"manifest {path} lacks field {error}; reinstall the package that holds it") from error
+    specs, project = data.get("specs"), data.get("project")
+    if not isinstance(specs, dict) or not isinstance(project, str):
+        field = "specs" if not isinstance(specs, dict) else "project"
+        raise ManifestError(f"manifest {path} lacks field {field!r}; reinstall the package that holds it")
+    entries = {str(name): _entry(str(name), raw, path) for name, raw in specs.items()}
     return Manifest(project, entries, directory)
+
+
+def _entry(name: str, raw: object, path: Path) -> ManifestEntry:
+    if not isinstance(raw, dict):
+        raise ManifestError(f"manifest {path}: spec {name!r} is not a table; reinstall the package that holds it")
+
+    def field(key: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in raw:
+            raise ManifestError(f"manifest {path} lacks field {key!r} of {name!r}; reinstall the package that holds it")
+        value = raw[key]
+        if not isinstance(value, kind):
+            raise ManifestError(
+                f"manifest {path}: {name}.{key} = {str(value)[:40]!r} has the wrong type; reinstall the package"
+            )
+        return value
+
+    arch_list = field("arch_list", list)
+    if not all(isinstance(a, str) for a in arch_list):
+        raise ManifestError(f"manifest {path}: {name}.arch_list holds a non-string; reinstall the package")
+    return ManifestEntry(
+        name=name,
+        file=field("file", str),
+        sha256=field("sha256", str),
+        device=_device(field("device", str), path),
+        torch_version=field("torch_version", str),
+        cxx11_abi=field("cxx11_abi", bool),
+        cuda_version=field("cuda_version", (str, type(None))),
+        arch_list=tuple(arch_list),
+    )
 
 
 def _device(value: object, path: Path) -> Device:

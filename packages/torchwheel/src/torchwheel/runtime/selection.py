@@ -18,6 +18,7 @@ from torchwheel.errors import SettingsError
 from torchwheel.runtime.gpus import capabilities, driver_cuda_version, visible_gpus
 from torchwheel.runtime.manifest import Manifest, ManifestEntry
 from torchwheel.runtime.torch_install import TorchInstall
+from torchwheel.runtime.trust import trusted_file_problem
 from torchwheel.runtime.verify import Verifier
 from torchwheel.versions import cuda_pair, torch_series
 
@@ -130,11 +131,11 @@ def _ptx_problem(entry: ManifestEntry, runtime: RuntimeEnv, sm: str, accept_ptx:
     return None
 
 
-def _file_problem(entry: ManifestEntry) -> str | None:
+def _file_problem(manifest: Manifest, entry: ManifestEntry) -> str | None:
     path = PurePosixPath(entry.file)
     if path.is_absolute() or ".." in path.parts or not entry.file:
         return f"manifest file {entry.file!r} is not a path inside the manifest's directory"
-    return None
+    return trusted_file_problem(manifest.directory, entry.file)
 
 
 def candidates_for(
@@ -162,7 +163,7 @@ def candidates_for(
             entry,
             rejection_reason(entry, runtime, accept_ptx=accept_ptx, accept_ptx_variable=accept_ptx_variable),
         )
-        if candidate.rejection is None and (problem := _file_problem(entry)):
+        if candidate.rejection is None and (problem := _file_problem(manifest, entry)):
             candidate = replace(candidate, rejection=problem, damaged=True)
         if candidate.rejection is None and verifier is not None and not chosen:
             if problem := verifier.problem(manifest.path_of(entry), entry.sha256):
