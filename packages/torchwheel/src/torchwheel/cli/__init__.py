@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
+import shutil
+import stat
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +17,9 @@ from torchwheel.errors import BuildError, ExitCode, SettingsError, TorchwheelErr
 
 if TYPE_CHECKING:
     from torchwheel.arch import CudaArch
+    from torchwheel.project import Project
+    from torchwheel.release.cells import VariantResult
+    from torchwheel.release.matrix import Matrix, VariantCell
     from torchwheel.settings import Settings
     from torchwheel.spec import JitSpec
 
@@ -26,6 +33,10 @@ def _build(args: argparse.Namespace) -> int:
     from torchwheel.runtime.torch_install import TorchInstall
     from torchwheel.settings import Settings
 
+    out = Path(args.out).absolute()
+    # ninja's dir is made before the build; the prebuilt dir, by publishing, once the audit passed.
+    build_dir = OutputDir.checked("--out", args.out, out / "build")
+    OutputDir.checked("--out", args.out, out / "data" / "aot")
     project = load_project(args.project)
     specs = _selected_specs(project.make_specs(), args.device, args.spec, project.name)
     settings = Settings.from_env(project.name, project.env_prefix)
@@ -35,8 +46,8 @@ def _build(args: argparse.Namespace) -> int:
     if need_cuda and (offered := toolchain.cuda_archs()) is not None:
         offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
     target = BuildTarget.make(TorchInstall.running(), toolchain, archs)
-    jobs = args.jobs or settings.jobs
-    out = Path(args.out).absolute()
+    jobs = _jobs(args.jobs) or settings.jobs
+    build_dir.create()  # last before the build: any earlier refusal leaves nothing behind
     prebuilt_dir = out / "data" / "aot"
     print(
         f"building {len(specs)} specs of {project.name} for torch {target.torch.version}"
@@ -62,6 +73,9 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _selected_specs(specs: Sequence[JitSpec], device: str, patterns: list[str], project: str) -> list[JitSpec]:
+    from torchwheel.spec import check_unique_names
+
+    check_unique_names(specs)  # now, before --out is created, not in the build
     chosen = [s for s in specs if device == "all" or s.device == device]
     if patterns:
         chosen = [s for s in chosen if any(fnmatch.fnmatchcase(s.name, p) for p in patterns)]
@@ -82,6 +96,85 @@ def _build_archs(arch_list: str | None, settings: Settings) -> tuple[tuple[CudaA
         )
     source = "--arch-list" if arch_list else settings.arch_list_from
     return parse_arch_list(text, source), source
+
+
+def _jobs(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise SettingsError(f"--jobs {value} is not a positive number of parallel jobs; pass e.g. --jobs 4")
+    return value
+
+
+def _kind(mode: int) -> str:
+    kinds = {"-": "a regular file", "d": "a directory", "p": "a FIFO", "c": "a character device", "s": "a socket"}
+    return kinds.get(stat.filemode(mode)[0], "a block device")
+
+
+@dataclass(frozen=True)
+class OutputDir:
+    """A directory a command writes into, checked before anything is built and created only when
+    the build starts, so that a command refused for any reason leaves nothing on disk."""
+
+    option: str  # "--out"
+    value: str  # as given
+    path: Path  # absolute; `value` itself or a directory the command makes inside it
+
+    @classmethod
+    def checked(cls, option: str, value: str, path: Path | None = None) -> OutputDir:
+        """Every existing step of the path is a directory, and the deepest one is writable."""
+        output = cls(option, value, path or Path(value).absolute())
+        deepest = Path("/")
+        for step in [*reversed(output.path.parents), output.path]:
+            try:
+                mode = os.stat(step).st_mode
+            except FileNotFoundError:
+                break
+            except (OSError, ValueError) as error:  # EACCES, ENAMETOOLONG, ELOOP; a NUL byte
+                why = error.strerror if isinstance(error, OSError) else str(error)
+                raise SettingsError(f"{option} {value} cannot be used ({why}); {output.remedy}") from None
+            if not stat.S_ISDIR(mode):
+                raise SettingsError(f"{output.where(step)} is {_kind(mode)}, not a directory; {output.remedy}")
+            deepest = step
+        if not os.access(deepest, os.W_OK | os.X_OK):
+            raise SettingsError(f"{output.where(deepest)} is not writable by you; {output.remedy}")
+        return output
+
+    @property
+    def remedy(self) -> str:
+        return f"pass {self.option} a directory you can write (it is made if missing)"
+
+    def where(self, step: Path) -> str:
+        return f"{self.option} {self.value}" + ("" if step == Path(self.value).absolute() else f": {step}")
+
+    def create(self) -> Path:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # what only trying tells: /proc, a read-only mount, a full disk, root's ENOENT
+            raise SettingsError(
+                f"{self.option} {self.value} cannot be created ({error.strerror}); {self.remedy}"
+            ) from None
+        return self.path
+
+
+def _interpreter(value: str, option: str = "--python") -> Path:
+    """`value` as an interpreter to run: an executable regular file (a venv's python is a
+    symlink to one), or a bare name found on PATH. Checked here so that a directory or a data
+    file is one line naming it, not an error from exec."""
+    remedy = "pass the python of an environment with torch, e.g. .venvs/torch-2.14.1/bin/python"
+    found = shutil.which(value) if os.sep not in value else value
+    if found is None:
+        raise SettingsError(f"{option} {value} is not on PATH; {remedy}")
+    try:
+        mode = os.stat(found).st_mode
+    except FileNotFoundError:
+        raise SettingsError(f"{option} {value} does not exist; {remedy}") from None
+    except (OSError, ValueError) as error:
+        why = error.strerror if isinstance(error, OSError) else str(error)
+        raise SettingsError(f"{option} {value} cannot be examined ({why}); {remedy}") from None
+    if not stat.S_ISREG(mode):
+        raise SettingsError(f"{option} {value} is {_kind(mode)}, not an interpreter; {remedy}")
+    if not os.access(found, os.X_OK):
+        raise SettingsError(f"{option} {value} is not executable; {remedy}")
+    return Path(found)
 
 
 def _print_line(label: str) -> Callable[[str], None]:
@@ -119,52 +212,91 @@ def _matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wheel(args: argparse.Namespace) -> int:
-    import time
+@dataclass(frozen=True)
+class _WheelRun:
+    """What `torchwheel wheel` was asked for, every value checked before any venv or build."""
 
+    matrix: Matrix
+    cells: tuple[VariantCell, ...]
+    project: Project
+    jobs: int
+    python: Path | None  # --python; None: a venv per torch version under envs
+    out: OutputDir
+    build_dir: OutputDir
+    envs: OutputDir | None  # --envs-dir, where no --python is given
+
+    def interpreter(self, cell: VariantCell) -> Path:
+        from torchwheel.release.envs import cell_environment
+
+        if self.python is not None:
+            return self.python
+        assert self.envs is not None  # set wherever python is not
+        return cell_environment(cell, self.envs.create())
+
+
+def _wheel_run(args: argparse.Namespace) -> _WheelRun:
     from torchwheel.project import load_project
-    from torchwheel.release.cells import build_variant, prepare_cell_build
-    from torchwheel.release.envs import cell_environment, cell_target
     from torchwheel.release.matrix import load_matrix
-    from torchwheel.release.prebuilt import AuditSettings
+    from torchwheel.release.wheel import source_date_epoch
     from torchwheel.settings import Settings
 
     matrix = load_matrix(Path(args.matrix))
-    cells = [matrix.cell(c) for c in args.cell]
+    cells = tuple(matrix.cell(c) for c in args.cell)
     if args.python and len(cells) > 1:
         raise SettingsError("--python serves one cell; build one --cell at a time with it")
+    python = _interpreter(args.python) if args.python else None
     project = load_project(args.project or matrix.project)
-    jobs = args.jobs or Settings.from_env(project.name, project.env_prefix).jobs
+    jobs = _jobs(args.jobs) or Settings.from_env(project.name, project.env_prefix).jobs
+    source_date_epoch()  # a malformed SOURCE_DATE_EPOCH, refused now rather than after the build
+    out, build_dir = OutputDir.checked("--out", args.out), OutputDir.checked("--build-dir", args.build_dir)
+    envs = None if python else OutputDir.checked("--envs-dir", args.envs_dir)
+    return _WheelRun(matrix, cells, project, jobs, python, out, build_dir, envs)
+
+
+def _wheel(args: argparse.Namespace) -> int:
+    import time
+
+    from torchwheel.release.cells import build_variant, prepare_cell_build
+    from torchwheel.release.envs import cell_target
+    from torchwheel.release.prebuilt import AuditSettings
+
+    run = _wheel_run(args)
     started = time.monotonic()
-    for number, cell in enumerate(cells, 1):
-        label = f"cell {number}/{len(cells)} {cell.id}"
-        python = Path(args.python) if args.python else cell_environment(cell, Path(args.envs_dir))
+    for number, cell in enumerate(run.cells, 1):
+        label = f"cell {number}/{len(run.cells)} {cell.id}"
+        python = run.interpreter(cell)
         torch = cell_target(cell, python)
-        print(f"{label}: torch {torch.version} from {python}", flush=True)
         build = prepare_cell_build(
-            project,
+            run.project,
             torch,
-            build_root=Path(args.build_dir),
-            out_dir=Path(args.out),
-            jobs=jobs,
-            max_wheel_bytes=matrix.max_wheel_bytes,
+            build_root=run.build_dir.path,
+            out_dir=run.out.path,
+            jobs=run.jobs,
+            max_wheel_bytes=run.matrix.max_wheel_bytes,
             progress=_print_step(f"{label} "),
             audit=AuditSettings(args.policy, args.strict),
         )
+        run.out.create()
+        run.build_dir.create()
+        print(f"{label}: torch {torch.version} from {python}", flush=True)
         try:
             result = build_variant(cell, build, say=_print_line(f"{label}: "))
         except BuildError as error:
             print(error.log, file=sys.stderr)
             raise
-        for audit in result.audits:
-            for warning in sorted({w for f in audit.files for w in f.warnings}):
-                print(f"{label}: audit warning: {warning}", flush=True)
-            print(f"{label}: audit passed, {len(audit.files)} files; tag {audit.platform_tag}", flush=True)
-        for wheel in result.wheels:
-            print(f"{label}: {wheel.name} ({wheel.stat().st_size / 1e6:.1f} MB)", flush=True)
-        print(f"{label}: {result.steps_run} build steps in {result.seconds:.1f} s", flush=True)
-    print(f"built {len(cells)} wheel(s) in {time.monotonic() - started:.1f} s into {Path(args.out).absolute()}")
+        _report_cell(label, result)
+    print(f"built {len(run.cells)} wheel(s) in {time.monotonic() - started:.1f} s into {run.out.path}")
     return 0
+
+
+def _report_cell(label: str, result: VariantResult) -> None:
+    for audit in result.audits:
+        for warning in sorted({w for f in audit.files for w in f.warnings}):
+            print(f"{label}: audit warning: {warning}", flush=True)
+        print(f"{label}: audit passed, {len(audit.files)} files; tag {audit.platform_tag}", flush=True)
+    for wheel in result.wheels:
+        print(f"{label}: {wheel.name} ({wheel.stat().st_size / 1e6:.1f} MB)", flush=True)
+    print(f"{label}: {result.steps_run} build steps in {result.seconds:.1f} s", flush=True)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -172,7 +304,7 @@ def _audit(args: argparse.Namespace) -> int:
     from torchwheel.runtime.torch_install import TorchInstall
 
     if args.python:
-        target = TorchInstall.probe(args.python)
+        target = TorchInstall.probe(_interpreter(args.python))
     else:
         try:
             target = TorchInstall.running()

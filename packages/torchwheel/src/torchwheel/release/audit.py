@@ -15,24 +15,31 @@ modules (spec, manifest, loader, lock) never import it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
+import struct
 import subprocess
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from auditwheel.architecture import Architecture
 from auditwheel.elfutils import elf_find_versioned_symbols
+from auditwheel.error import AuditwheelError
 from auditwheel.lddtree import DynamicExecutable, ldd, load_ld_paths
 from auditwheel.libc import Libc
 from auditwheel.policy import Policy, WheelPolicies
 from elftools.common.exceptions import ELFError
+from elftools.construct import ConstructError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection, GNUVerSymSection
@@ -43,6 +50,7 @@ from packaging.tags import parse_tag
 from torchwheel.errors import AuditError, SettingsError, ToolchainError
 from torchwheel.runtime.manifest import MANIFEST_NAME, read_manifest
 from torchwheel.runtime.torch_install import TorchInstall
+from torchwheel.runtime.trust import NotRegularFile, open_regular
 
 # Torch's own libraries that an extension links against; the CUDA pair exists only in CUDA builds.
 TORCH_LIBRARIES = ("libc10.so", "libtorch_cpu.so", "libtorch.so", "libc10_cuda.so", "libtorch_cuda.so")
@@ -68,6 +76,26 @@ _VERSION_PREFIXES = ("GLIBC", "GLIBCXX", "CXXABI")
 _NEW_ABI = re.compile(r"__cxx11|\[abi:cxx11\]")
 _OLD_ABI = re.compile(r"\bstd::w?string\b|\bstd::(?:basic_string|list|basic_stringbuf|basic_[io]?stringstream)<")
 _MAJOR_MINOR = re.compile(r"^\d+\.\d+$")
+# What pyelftools and auditwheel raise on a corrupted file (truncated, byte-flipped: offsets past
+# the end, counts that overrun a table, names that are not strings, ...), as tests/test_fuzz.py
+# finds them. Each becomes one AuditError naming the file; a bug of ours elsewhere still shows.
+_CORRUPT = (
+    ELFError,  # and ELFParseError
+    ConstructError,
+    AuditwheelError,
+    struct.error,
+    OSError,  # a seek to a negative offset; a DT_NEEDED name that is a directory
+    ValueError,  # and UnicodeDecodeError; an offset too large to seek to
+    IndexError,
+    KeyError,
+    AssertionError,  # pyelftools asserts on the types of linked sections
+    TypeError,
+    AttributeError,
+    OverflowError,
+    ZeroDivisionError,  # a table whose entry size is 0
+    RecursionError,
+)
+_VERNEED_ENTRY = 16  # bytes of an Elf_Verneed and of an Elf_Vernaux, in ELF32 and ELF64 alike
 
 
 @dataclass(frozen=True)
@@ -255,33 +283,94 @@ def torch_policy(target: TorchInstall, arch: str = "x86_64") -> str:
 
 
 def _shared_objects(path: Path, stack: ExitStack) -> Iterator[tuple[str, Path, bool | None]]:
-    """(display name, file on disk, the manifest's C++11 ABI flag) for each `.so` under `path`."""
-    if not path.exists():
-        raise AuditError(f"audit path {path} does not exist; pass a .so file, a build directory or a wheel")
-    if path.is_dir():
+    """(display name, file on disk, the manifest's C++11 ABI flag) for each `.so` under `path`.
+
+    Judged by `stat` before anything is opened: a FIFO or a device (or a link to one) where a
+    file should be is refused in one line, never read (a FIFO would block the read forever).
+    """
+    mode = _mode(path, "audit path")
+    if stat.S_ISDIR(mode):
         yield from _under(path, path, str(path))
+    elif not stat.S_ISREG(mode):
+        raise AuditError(
+            f"audit path {_named(path)} is {_kind(mode)}, not a regular file; "
+            "pass a .so file, a build directory or a wheel"
+        )
     elif path.suffix == ".whl":
         unpacked = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="torchwheel-audit-")))
-        try:
-            with zipfile.ZipFile(path) as wheel:
-                members = [n for n in wheel.namelist() if n.endswith((".so", f"/{MANIFEST_NAME}"))]
-                wheel.extractall(unpacked, members)
-        except (OSError, zipfile.BadZipFile) as error:
-            raise AuditError(
-                f"{path} is not a readable wheel ({error}); pass a wheel file, a .so file or a directory"
-            ) from error
+        _unpack_wheel(path, unpacked)
         yield from _under(unpacked, unpacked, str(path))
     else:
         # A lone .so may sit in a prebuilt dir: <dir>/manifest.json, <dir>/<name>/<name>.so.
         yield str(path), path, _manifest_flag(path, path.parent.parent)
 
 
+def _mode(path: Path, what: str) -> int:
+    """The file type and mode bits of `path`, following symlinks; one line if it has none."""
+    try:
+        return os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise AuditError(f"{what} {_named(path)} is a dangling symlink; fix the link or remove it") from None
+        raise AuditError(f"{what} {path} does not exist; pass a .so file, a build directory or a wheel") from None
+    except (OSError, ValueError) as error:  # EACCES, ENAMETOOLONG, ELOOP; ValueError: a NUL byte
+        why = error.strerror if isinstance(error, OSError) else str(error)
+        raise AuditError(f"{what} {path} cannot be examined ({why}); pass a path you can read") from None
+
+
+def _kind(mode: int) -> str:
+    kinds = {"p": "a FIFO", "c": "a character device", "b": "a block device", "d": "a directory", "s": "a socket"}
+    return kinds.get(stat.filemode(mode)[0], "a file of an unknown kind")
+
+
+def _named(path: Path) -> str:
+    """`path`, with where it leads if it is a symlink: the link is what the user typed."""
+    return f"{path} (-> {os.path.realpath(path)})" if os.path.islink(path) else str(path)
+
+
+def _unpack_wheel(wheel: Path, into: Path) -> None:
+    """Extract the `.so` files and manifests of `wheel` into `into`, or fail in one line."""
+    try:
+        with os.fdopen(open_regular(wheel), "rb") as stream, zipfile.ZipFile(stream) as archive:
+            members = [i for i in archive.infolist() if i.filename.endswith((".so", f"/{MANIFEST_NAME}"))]
+            # The sizes a zip declares bound what it extracts; a bomb is refused before it fills the disk.
+            needed, free = sum(i.file_size for i in members), shutil.disk_usage(into).free
+            if needed > free:
+                raise AuditError(
+                    f"{wheel} unpacks to {needed / 1e9:.1f} GB, and {into.parent} has {free / 1e9:.1f} GB free; "
+                    "set TMPDIR to a roomier directory"
+                )
+            archive.extractall(into, members)
+    except AuditError:
+        raise
+    except (*_CORRUPT, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, RuntimeError, zlib.error) as error:
+        raise AuditError(
+            f"{wheel} is not a readable wheel ({_reason(error)}); pass a wheel file, a .so file or a directory"
+        ) from None
+
+
 def _under(root: Path, search: Path, display: str) -> Iterator[tuple[str, Path, bool | None]]:
-    files = sorted(p for p in search.rglob("*.so") if p.is_file())
+    """Every `*.so` under `search`. One that is a FIFO, a device or a dangling link is refused in
+    one line rather than skipped: an audit that passed over it would pass a tree it never read.
+    A directory named `*.so` is no file to audit; its contents are searched like any other."""
+    try:
+        found = sorted(search.rglob("*.so"))
+    except (OSError, ValueError) as error:
+        raise AuditError(f"{display} cannot be searched ({_reason(error)}); pass a directory you can read") from None
+    files = []
+    for so in found:
+        shown = str(PurePosixPath(display) / so.relative_to(root).as_posix())
+        mode = _mode(so, "file")
+        if stat.S_ISREG(mode):
+            files.append((shown, so))
+        elif not stat.S_ISDIR(mode):
+            raise AuditError(
+                f"{shown} is {_kind(mode)}, not a regular file; remove it, or audit the built .so files by path"
+            )
     if not files:
         raise AuditError(f"no .so file in {display}; pass a build directory or wheel that holds built .so files")
-    for so in files:
-        yield str(PurePosixPath(display) / so.relative_to(root).as_posix()), so, _manifest_flag(so, root)
+    for shown, so in files:
+        yield shown, so, _manifest_flag(so, root)
 
 
 def _manifest_flag(so: Path, top: Path) -> bool | None:
@@ -293,11 +382,18 @@ def _manifest_flag(so: Path, top: Path) -> bool | None:
         if (directory / MANIFEST_NAME).is_file():
             manifest = read_manifest(directory)
             for entry in manifest.entries.values():
-                if manifest.path_of(entry).resolve() == so.resolve():
+                if _same_file(manifest.path_of(entry), so):
                     return entry.cxx11_abi
         if directory == top:
             return None
     return None
+
+
+def _same_file(recorded: Path, so: Path) -> bool:
+    try:
+        return os.path.realpath(recorded) == os.path.realpath(so)
+    except ValueError:  # a manifest file name with a NUL byte names no file
+        return False
 
 
 # --- reading ELF --------------------------------------------------------------------------------
@@ -320,16 +416,34 @@ class _Elf:
 
 
 def _read_elf(path: Path, display: str) -> _Elf:
-    with path.open("rb") as stream:
+    """What the checks need of the file; AuditError (one line) for anything that is not a whole,
+    readable shared library."""
+    try:
+        stream = os.fdopen(open_regular(path), "rb")
+    except NotRegularFile as error:  # replaced since it was found
+        raise AuditError(f"{display} {error.strerror}; pass a .so file, a build directory or a wheel") from None
+    except OSError as error:
+        raise AuditError(f"{display} cannot be read ({error.strerror}); pass a file you can read") from None
+    with stream:
         elf = _open_elf(stream, display)
-        dynamic = elf.get_section_by_name(".dynamic")
-        if elf["e_type"] != "ET_DYN" or not isinstance(dynamic, DynamicSection):
-            raise AuditError(f"{display} is an ELF file but not a shared library ({elf['e_type']}); pass a linked .so")
-        needed, search = _dynamic_entries(dynamic)
-        versions: dict[str, set[str]] = {}
-        for library, version in elf_find_versioned_symbols(elf):
-            versions.setdefault(library, set()).add(version)
-        undefined, defined = _symbols(elf)
+        try:
+            return _elf_facts(elf, display, os.fstat(stream.fileno()).st_size)
+        except _CORRUPT as error:
+            raise AuditError(_unreadable(display, error)) from None
+
+
+def _elf_facts(elf: ELFFile, display: str, size: int) -> _Elf:
+    if elf["e_type"] != "ET_DYN":
+        raise AuditError(f"{display} is an ELF file but not a shared library ({elf['e_type']}); pass a linked .so")
+    dynamic = elf.get_section_by_name(".dynamic")
+    if not isinstance(dynamic, DynamicSection):
+        raise AuditError(_unreadable(display, "no .dynamic section"))
+    _check_extents(elf, display, size)
+    needed, search = _dynamic_entries(dynamic)
+    versions: dict[str, set[str]] = {}
+    for library, version in elf_find_versioned_symbols(elf):
+        versions.setdefault(library, set()).add(version)
+    undefined, defined = _symbols(elf)
     return _Elf(
         needed=needed,
         search_paths=search,
@@ -337,6 +451,38 @@ def _read_elf(path: Path, display: str) -> _Elf:
         undefined=undefined,
         defined=defined,
     )
+
+
+def _check_extents(elf: ELFFile, display: str, size: int) -> None:
+    """Every section lies inside the file, and the version-needed chain has no more entries than
+    its section holds. pyelftools trusts the chain's counts and `next` offsets, so a corrupted
+    count (up to 2**32) with a `next` of 0 reads the same entry for hours; this walk stops once it
+    has read more entries than fit."""
+    for section in elf.iter_sections():
+        end = section["sh_offset"] + section["sh_size"]
+        if section["sh_type"] != "SHT_NOBITS" and end > size:
+            raise AuditError(
+                _unreadable(display, f"section {section.name!r} ends at byte {end}, past the end at {size}")
+            )
+        if isinstance(section, GNUVerNeedSection):
+            budget = section["sh_size"] // _VERNEED_ENTRY
+            for _, auxiliaries in section.iter_versions():
+                budget -= 1 + sum(1 for _ in islice(auxiliaries, budget + 1))
+                if budget < 0:
+                    raise AuditError(_unreadable(display, f"section {section.name!r} has more entries than fit in it"))
+
+
+def _unreadable(display: str, error: BaseException | str) -> str:
+    return f"{display} is not a readable shared library ({_reason(error)}); rebuild it"
+
+
+def _reason(error: BaseException | str) -> str:
+    """One short line: the error's class and message (pyelftools' can hold newlines and dumps)."""
+    if isinstance(error, str):
+        return error
+    text = " ".join(str(error).split())
+    text = text if len(text) <= 120 else f"{text[:117]}..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _dynamic_entries(dynamic: DynamicSection) -> tuple[tuple[str, ...], tuple[SearchPath, ...]]:
@@ -386,10 +532,13 @@ def _symbols(elf: ELFFile) -> tuple[tuple[_Undefined, ...], tuple[str, ...]]:
 
 
 def _open_elf(stream: BinaryIO, display: str) -> ELFFile:
+    if stream.read(4) != b"\x7fELF":
+        raise AuditError(f"{display} is not an ELF file; pass a .so file, a build directory or a wheel")
+    stream.seek(0)
     try:
         return ELFFile(stream)
-    except ELFError as error:
-        raise AuditError(f"{display} is not an ELF file; pass a .so file, a build directory or a wheel") from error
+    except _CORRUPT as error:
+        raise AuditError(_unreadable(display, error)) from None
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -404,6 +553,7 @@ def _audit_file(
     policy: str | None,
     strict: bool,
 ) -> tuple[FileReport, Policy]:
+    elf = _read_elf(so, display)  # first: it refuses what would send lddtree into a long loop
     tree = resolver.tree(so, display)
     try:
         arch = tree.platform.baseline_architecture.value
@@ -411,7 +561,6 @@ def _audit_file(
         raise AuditError(
             f"{display} is built for an unknown architecture ({error}); pass an x86_64 or aarch64 .so"
         ) from error
-    elf = _read_elf(so, display)
     names = demangle([u.name for u in elf.undefined] + list(elf.defined))
     target_policy = _target_policy(target, policy, arch)
     # auditwheel's own analysis (the one `auditwheel show` reports as sym_tag) gives the tag.
@@ -538,10 +687,12 @@ class _Resolver:
         self._stack.close()
 
     def tree(self, so: Path, display: str) -> DynamicExecutable:
-        """The file's libraries as this system's loader finds them (auditwheel's lddtree)."""
-        with so.open("rb") as stream:
-            _open_elf(stream, display)  # a clear error before lddtree's own
-        return ldd(so, ldpaths=self._ldpaths)
+        """The file's libraries as this system's loader finds them (auditwheel's lddtree). Called
+        after `_read_elf` accepted the file; lddtree opens it again by name."""
+        try:
+            return ldd(so, ldpaths=self._ldpaths)
+        except _CORRUPT as error:
+            raise AuditError(_unreadable(display, error)) from None
 
     def missing(self, elf: _Elf, tree: DynamicExecutable) -> list[_Undefined]:
         wanted = [u for u in elf.undefined if u.version is None]
@@ -595,7 +746,18 @@ def demangle(names: Iterable[str]) -> dict[str, str]:
     tool = shutil.which("c++filt") or shutil.which("llvm-cxxfilt")
     if tool is None:
         raise ToolchainError("c++filt not found on PATH; install binutils (the audit demangles symbols with it)")
-    result = subprocess.run([tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, check=True)
+    try:
+        result = subprocess.run(
+            [tool], input="\n".join(mangled) + "\n", capture_output=True, text=True, errors="replace", timeout=300
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ToolchainError(f"{tool} could not demangle the symbols ({error}); check that binutils works") from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ToolchainError(
+            f"{tool} failed on {len(mangled)} symbol names (exit {result.returncode}: {last}); "
+            "check the file with c++filt, or rebuild it"
+        )
     readable = result.stdout.splitlines()
     if len(readable) != len(mangled):
         return {}

@@ -27,7 +27,13 @@ def cell_environment(cell: VariantCell, envs_dir: Path, say: Callable[[str], Non
     if (env / _READY).is_file():
         return python
     say(f"creating {env} with torch=={cell.torch_version} (once; later runs reuse it)")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True)
+    made = subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], capture_output=True, text=True)
+    if made.returncode != 0:
+        last = (made.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ToolchainError(
+            f"creating the venv {env} failed (exit {made.returncode}: {last}); "
+            "pass --envs-dir a directory you can write, or --python with an interpreter that has the cell's torch"
+        )
     # pip's own progress output stays on: a multi-GB torch download is minutes of work.
     result = subprocess.run(
         [str(python), "-m", "pip", "install", "--progress-bar", "off", f"torch=={cell.torch_version}"],

@@ -7,15 +7,18 @@ configuration, the meta-package's extras) is generated from this one file, so th
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from string import Formatter
 from typing import Any, Literal
 
 from packaging.version import InvalidVersion, Version
 
 from torchwheel.arch import format_arch_list, parse_arch_list
 from torchwheel.errors import SettingsError
+from torchwheel.runtime.trust import NotRegularFile, read_regular
 from torchwheel.versions import parse_version
 
 DEFAULT_TEMPLATE = "{name}-{accel}-torch{torch}"
@@ -81,21 +84,65 @@ class Matrix:
         return {"include": [cell.as_dict() for cell in self.cells]}
 
 
-def _version(text: object, where: str) -> Version:
+def _version(text: str, field: str, where: str) -> Version:
     try:
-        return parse_version(str(text))
+        return parse_version(text)
     except InvalidVersion:
-        raise SettingsError(f'{where} = {text!r} is not a version; write it like "2.14"') from None
+        raise SettingsError(f'{where}: {field} = {text!r} is not a version; write it like "2.14"') from None
+
+
+# A matrix of hundreds of cells is a few KB; anything near this is not a matrix file.
+_MATRIX_MAX_BYTES = 1 << 20
 
 
 def load_matrix(path: Path) -> Matrix:
+    return parse_matrix(_read_toml(path), str(path))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's TOML. Opened without blocking and only if it is a regular file, so a FIFO or a
+    device named by --matrix is refused instead of waited on."""
     try:
-        data = tomllib.loads(path.read_text())
+        raw = read_regular(path, _MATRIX_MAX_BYTES)
     except FileNotFoundError:
         raise SettingsError(f"matrix file {path} does not exist; pass --matrix PATH") from None
+    except NotRegularFile as error:
+        raise SettingsError(f"matrix file {path} {error.strerror}; pass --matrix PATH of a TOML file") from None
+    except OSError as error:
+        raise SettingsError(
+            f"matrix file {path} cannot be read ({error.strerror or error}); pass --matrix PATH of a TOML file"
+        ) from None
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as error:
+        raise SettingsError(
+            f"matrix file {path} is not UTF-8 text (byte {raw[error.start]:#04x} at offset {error.start}); "
+            "pass --matrix PATH of a TOML file"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"matrix file {path} is not valid TOML ({error}); fix its syntax") from None
-    return parse_matrix(data, str(path))
+    except RecursionError:
+        raise SettingsError(f"matrix file {path} nests arrays or tables too deeply to read; fix its syntax") from None
+
+
+# The keys each table may hold: a misspelt one (max-torch) would otherwise be ignored in silence
+# and build cells nobody asked for.
+_TOP_KEYS = frozenset({"project", "torch", "accelerators", "exclude"})
+_PROJECT_KEYS = frozenset({"name", "distribution", "max_wheel_mb"})
+_ACCELERATOR_KEYS = frozenset({"cuda", "arch_list", "min_torch", "max_torch", "split"})
+_EXCLUDE_KEYS = frozenset({"accel", "torch", "reason"})
+_TEMPLATE_FIELDS = ("name", "accel", "torch")
+_TEMPLATE_REMEDY = 'use only {name}, {accel} and {torch} in it, e.g. "{name}-{accel}-torch{torch}"'
+# Names as cell ids, job names and wheel names use them: "cpu", "cu130", "rocm63".
+_ACCEL_NAME = re.compile(r"[a-z][a-z0-9]*")
+_SERIES = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
+_CUDA = re.compile(r"[1-9][0-9]*\.[0-9]+")
+# PEP 508's rule for a distribution name.
+_DISTRIBUTION = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+# Far beyond any index's limit, and small enough that every size computed from it stays exact.
+_MAX_WHEEL_MB = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -119,97 +166,253 @@ class _Accelerator:
 
 
 def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
+    _known_keys(data, _TOP_KEYS, "at the top level", where)
     project = _project_table(data, where)
     series = _torch_series(data, where)
-    accelerators = data.get("accelerators")
-    if not isinstance(accelerators, dict) or not accelerators:
-        raise SettingsError(f"{where}: [accelerators] is empty; add [accelerators.cpu] or [accelerators.cu130]")
+    accelerators = _accelerators(data, where)
     excluded_pairs = _exclusions(data, accelerators, series, where)
     cells, excluded = [], []
-    for accel, table in accelerators.items():
-        accelerator = _accelerator(accel, table, where)
+    for accelerator in accelerators.values():
         for torch_series, torch_version in series.items():
             cell = VariantCell(
                 project=project.name,
-                accel=accel,
+                accel=accelerator.accel,
                 torch_series=torch_series,
                 torch_version=torch_version,
                 cuda=accelerator.cuda,
                 arch_list=accelerator.arch_list,
-                distribution=project.distribution(accel, torch_series),
+                distribution=project.distribution(accelerator.accel, torch_series),
                 split=accelerator.split,
             )
-            reason = excluded_pairs.get((accel, torch_series)) or _out_of_range(accelerator, torch_series)
+            reason = excluded_pairs.get((accelerator.accel, torch_series)) or _out_of_range(accelerator, torch_series)
             if reason:
                 excluded.append((cell.id, reason))
             else:
                 cells.append(cell)
+    _distinct_distributions(cells, project.template, where)
     return Matrix(project.name, project.max_wheel_bytes, tuple(cells), tuple(excluded))
 
 
-def _project_table(data: dict[str, Any], where: str) -> _ProjectTable:
-    table = data.get("project")
-    if not isinstance(table, dict) or not isinstance(table.get("name"), str):
-        raise SettingsError(f'{where}: [project] name is missing; add name = "<project>"')
-    template = table.get("distribution", DEFAULT_TEMPLATE)
-    try:
-        template.format(name="x", accel="cpu", torch="214")
-    except (KeyError, IndexError, AttributeError) as error:
+def _kind(value: object) -> str:
+    """What TOML calls the type of `value`, for "X is an integer, not a table"."""
+    kinds = (
+        (bool, "a boolean"),  # before int: a bool is an int to Python
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+    )
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a date or time")
+
+
+def _shown(value: object) -> str:
+    """`value` as a message shows it: as TOML writes a boolean, and cut short if long."""
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _known_keys(table: dict[str, Any], known: frozenset[str], label: str, where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
         raise SettingsError(
-            f"{where}: [project] distribution = {template!r} uses unknown field {error}; "
-            "use {name}, {accel} and {torch}"
-        ) from None
-    max_mb = table.get("max_wheel_mb", 100)
-    if not isinstance(max_mb, (int, float)) or max_mb <= 0:
-        raise SettingsError(f"{where}: [project] max_wheel_mb = {max_mb!r} must be a positive number of MB")
-    return _ProjectTable(table["name"], template, int(max_mb * 1_000_000))
+            f"{where}: unknown key {unknown[0]!r} {label}; the keys there are {', '.join(sorted(known))}: "
+            "fix its spelling or remove it"
+        )
+
+
+def _table(data: dict[str, Any], key: str, where: str, example: str) -> dict[str, Any]:
+    """`data[key]` if it is a table, else one line naming what stands there instead."""
+    value = data[key]
+    if not isinstance(value, dict):
+        raise SettingsError(f"{where}: {key} = {_shown(value)} is {_kind(value)}, not a table; write {example}")
+    return value
+
+
+def _project_table(data: dict[str, Any], where: str) -> _ProjectTable:
+    if "project" not in data or "name" not in _table(data, "project", where, '[project] name = "<project>"'):
+        raise SettingsError(f'{where}: [project] name is missing; add name = "<project>"')
+    table = data["project"]
+    _known_keys(table, _PROJECT_KEYS, "in [project]", where)
+    name = table["name"]
+    if not isinstance(name, str) or not _DISTRIBUTION.fullmatch(name):
+        raise SettingsError(
+            f"{where}: [project] name = {_shown(name)} is not a project name; write the torchwheel project's "
+            'name as a string of letters, digits, "-", "_" and ".", e.g. name = "minfer"'
+        )
+    template = _template(table.get("distribution", DEFAULT_TEMPLATE), name, where)
+    return _ProjectTable(name, template, _max_wheel_bytes(table.get("max_wheel_mb", 100), where))
+
+
+def _template(template: object, name: str, where: str) -> str:
+    """The distribution-name template, checked field by field before it is ever formatted."""
+    label = f"{where}: [project] distribution = {_shown(template)}"
+    if not isinstance(template, str):
+        raise SettingsError(f"{label} is {_kind(template)}, not a string; {_TEMPLATE_REMEDY}")
+    try:
+        fields = [(f, spec, conversion) for _, f, spec, conversion in Formatter().parse(template) if f is not None]
+    except ValueError as error:
+        raise SettingsError(f"{label} is not a name template ({error}); {_TEMPLATE_REMEDY}") from None
+    for field, spec, conversion in fields:
+        if field not in _TEMPLATE_FIELDS:
+            raise SettingsError(f"{label} uses unknown field {{{field}}}; {_TEMPLATE_REMEDY}")
+        if spec or conversion:
+            written = f"!{conversion}" if conversion else f":{spec}"
+            raise SettingsError(f"{label} formats {{{field}}} with {written!r}; write plain {{{field}}}")
+    sample = template.format(name=name, accel="cpu", torch="214")
+    if not _DISTRIBUTION.fullmatch(sample):
+        raise SettingsError(
+            f"{label} gives {_shown(sample)}, not a distribution name; use only letters, digits, "
+            '"-", "_" and "." around the fields'
+        )
+    return template
+
+
+def _max_wheel_bytes(value: object, where: str) -> int:
+    # bool is an int to Python, and inf and nan are floats: each would pass a plain number check.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _MAX_WHEEL_MB:
+        raise SettingsError(
+            f"{where}: [project] max_wheel_mb = {_shown(value)} must be a positive number of MB, at most "
+            f"{_MAX_WHEEL_MB}; write e.g. max_wheel_mb = 100"
+        )
+    return int(value * 1_000_000)
 
 
 def _torch_series(data: dict[str, Any], where: str) -> dict[str, str]:
-    table = data.get("torch")
-    if not isinstance(table, dict) or not table:
+    table = _table(data, "torch", where, '[torch] "2.14" = "2.14.1"') if "torch" in data else {}
+    if not table:
         raise SettingsError(f'{where}: [torch] is empty; map each series to a version, e.g. "2.14" = "2.14.1"')
-    series: dict[str, str] = {}
-    for name, pinned in table.items():
-        if _version(pinned, f"[torch] {name!r}").release[:2] != _version(name, "[torch] series").release[:2]:
-            raise SettingsError(f"{where}: [torch] {name!r} = {pinned!r} is not a {name} release; fix one of them")
-        series[name] = str(pinned)
-    return series
+    return {name: _pinned(name, pinned, where) for name, pinned in table.items()}
+
+
+def _pinned(name: str, pinned: object, where: str) -> str:
+    """The exact version a series' cells build against, checked to belong to the series."""
+    if not _SERIES.fullmatch(name):
+        raise SettingsError(f'{where}: [torch] {name!r} is not a major.minor series; write it like "2.14" = "2.14.1"')
+    if not isinstance(pinned, str):
+        raise SettingsError(
+            f"{where}: [torch] {name!r} = {_shown(pinned)} is {_kind(pinned)}, not a version; "
+            f'write "{name}" = "{name}.0"'
+        )
+    if _version(pinned, f"[torch] {name!r}", where).release[:2] != _version(name, "[torch] series", where).release[:2]:
+        raise SettingsError(f"{where}: [torch] {name!r} = {pinned!r} is not a {name} release; fix one of them")
+    return pinned
+
+
+def _accelerators(data: dict[str, Any], where: str) -> dict[str, _Accelerator]:
+    table = _table(data, "accelerators", where, "[accelerators.cpu]") if "accelerators" in data else {}
+    if not table:
+        raise SettingsError(f"{where}: [accelerators] is empty; add [accelerators.cpu] or [accelerators.cu130]")
+    return {accel: _accelerator(accel, value, where) for accel, value in table.items()}
 
 
 def _exclusions(
-    data: dict[str, Any], accelerators: dict[str, Any], series: dict[str, str], where: str
+    data: dict[str, Any], accelerators: dict[str, _Accelerator], series: dict[str, str], where: str
 ) -> dict[tuple[str, str], str]:
+    rules = data.get("exclude", [])
+    if not isinstance(rules, list):
+        raise SettingsError(
+            f"{where}: exclude = {_shown(rules)} is {_kind(rules)}, not an array of tables; write one "
+            "[[exclude]] block with accel, torch and reason per cell to leave out"
+        )
     pairs: dict[tuple[str, str], str] = {}
-    for rule in data.get("exclude", []):
-        key = (str(rule.get("accel")), str(rule.get("torch")))
-        if key[0] not in accelerators or key[1] not in series:
+    for number, rule in enumerate(rules, 1):
+        accel, torch, reason = _exclusion(number, rule, where)
+        if accel not in accelerators or torch not in series:
             raise SettingsError(
-                f"{where}: [[exclude]] accel = {key[0]!r}, torch = {key[1]!r} names no cell; "
+                f"{where}: [[exclude]] accel = {accel!r}, torch = {torch!r} names no cell; "
                 "fix the names or remove the rule"
             )
-        pairs[key] = str(rule.get("reason", "excluded"))
+        pairs[accel, torch] = reason
     return pairs
 
 
-def _accelerator(accel: str, table: dict[str, Any], where: str) -> _Accelerator:
-    cuda = table.get("cuda")
-    arch_list = None
-    if accel == "cpu" or cuda is None:
-        if accel != "cpu":
-            raise SettingsError(f'{where}: [accelerators.{accel}] has no cuda; add cuda = "13.0"')
-    else:
-        if "arch_list" not in table:
-            raise SettingsError(f'{where}: [accelerators.{accel}] has no arch_list; add e.g. "8.0;9.0"')
-        arch_list = format_arch_list(parse_arch_list(str(table["arch_list"])))
+def _exclusion(number: int, rule: object, where: str) -> tuple[str, str, str]:
+    label = f"{where}: [[exclude]] number {number}"
+    if not isinstance(rule, dict):
+        raise SettingsError(
+            f"{label} = {_shown(rule)} is {_kind(rule)}, not a table; write it as [[exclude]] with accel, torch, reason"
+        )
+    _known_keys(rule, _EXCLUDE_KEYS, f"in [[exclude]] number {number}", where)
+    values: list[str] = []
+    for key in ("accel", "torch", "reason"):
+        value = rule.get(key, "excluded" if key == "reason" else None)
+        if not isinstance(value, str):
+            found = "is missing" if value is None else f"= {_shown(value)} is {_kind(value)}, not a string"
+            raise SettingsError(f'{label}: {key} {found}; write e.g. accel = "cu128", torch = "2.8", reason = "..."')
+        values.append(value)
+    accel, torch, reason = values
+    return accel, torch, reason
+
+
+def _accelerator(accel: str, table: object, where: str) -> _Accelerator:
+    if not _ACCEL_NAME.fullmatch(accel):
+        raise SettingsError(
+            f"{where}: [accelerators] {accel!r} is not an accelerator name; "
+            'use lowercase letters and digits, e.g. "cu130"'
+        )
+    if not isinstance(table, dict):
+        raise SettingsError(
+            f"{where}: [accelerators] {accel} = {_shown(table)} is {_kind(table)}, not a table; "
+            f"write [accelerators.{accel}] with its keys under it"
+        )
+    _known_keys(table, _ACCELERATOR_KEYS, f"in [accelerators.{accel}]", where)
+    cuda, arch_list = _cuda(accel, table, where)
     split = table.get("split", "auto")
     if split not in ("auto", "arch-family"):
         raise SettingsError(
-            f'{where}: [accelerators.{accel}] split = {split!r} is unknown; use "auto" or "arch-family"'
+            f'{where}: [accelerators.{accel}] split = {_shown(split)} is unknown; use "auto" or "arch-family"'
         )
-    low = _version(table["min_torch"], f"[accelerators.{accel}] min_torch") if "min_torch" in table else None
-    high = _version(table["max_torch"], f"[accelerators.{accel}] max_torch") if "max_torch" in table else None
-    return _Accelerator(accel, str(cuda) if cuda is not None else None, arch_list, low, high, split)
+    low, high = (_torch_bound(accel, table, key, where) for key in ("min_torch", "max_torch"))
+    return _Accelerator(accel, cuda, arch_list, low, high, split)
+
+
+def _string(accel: str, table: dict[str, Any], key: str, example: str, where: str) -> str | None:
+    """A string value of an accelerator's table, or None where it is absent. TOML's numbers will
+    not do: `cuda = 12.10` and `max_torch = 2.10` would read as 12.1 and 2.1."""
+    value = table.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SettingsError(
+            f"{where}: [accelerators.{accel}] {key} = {_shown(value)} is {_kind(value)}, not a string; "
+            f"write {key} = {example}"
+        )
+    return value
+
+
+def _cuda(accel: str, table: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """The accelerator's CUDA version and normalised arch list; both None for cpu."""
+    cuda = _string(accel, table, "cuda", '"13.0"', where)
+    arch_text = _string(accel, table, "arch_list", '"8.0;9.0"', where)
+    if accel == "cpu":
+        if cuda is not None or arch_text is not None:
+            key = "cuda" if cuda is not None else "arch_list"
+            raise SettingsError(f"{where}: [accelerators.cpu] sets {key}; the cpu accelerator has none, remove it")
+        return None, None
+    if cuda is None:
+        raise SettingsError(f'{where}: [accelerators.{accel}] has no cuda; add cuda = "13.0"')
+    if not _CUDA.fullmatch(cuda):
+        raise SettingsError(f'{where}: [accelerators.{accel}] cuda = {cuda!r} is not major.minor; write cuda = "13.0"')
+    if arch_text is None:
+        raise SettingsError(f'{where}: [accelerators.{accel}] has no arch_list; add e.g. "8.0;9.0"')
+    try:
+        return cuda, format_arch_list(parse_arch_list(arch_text))
+    except SettingsError as error:
+        raise SettingsError(f"{where}: [accelerators.{accel}] arch_list: {error}") from None
+
+
+def _torch_bound(accel: str, table: dict[str, Any], key: str, where: str) -> Version | None:
+    text = _string(accel, table, key, '"2.9"', where)
+    return None if text is None else _version(text, f"[accelerators.{accel}] {key}", where)
+
+
+def _distinct_distributions(cells: list[VariantCell], template: str, where: str) -> None:
+    seen: dict[str, str] = {}
+    for cell in cells:
+        if (other := seen.setdefault(cell.distribution, cell.id)) != cell.id:
+            raise SettingsError(
+                f"{where}: [project] distribution = {template!r} gives {cell.distribution!r} to both {other} "
+                f"and {cell.id}; put {{accel}} and {{torch}} in it"
+            )
 
 
 def _out_of_range(accelerator: _Accelerator, torch_series: str) -> str | None:

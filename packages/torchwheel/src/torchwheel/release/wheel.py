@@ -22,8 +22,10 @@ from packaging.utils import canonicalize_name
 from torchwheel import __version__
 from torchwheel.errors import SettingsError
 
-# Zip cannot hold times before 1980.
+# Zip holds local times from 1980-01-01 to 2107-12-31 23:59:58 (seven bits of years, even seconds).
 _EARLIEST = 315532800
+_LATEST = 4354819198
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,7 @@ class WheelContents:
 def source_date_epoch(default_from: Path | None = None) -> int:
     """SOURCE_DATE_EPOCH, else the time of the last commit of the checkout at `default_from`."""
     if value := os.environ.get("SOURCE_DATE_EPOCH"):
-        if not value.strip().isdigit():
-            raise SettingsError(
-                f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds; set it to e.g. "
-                "$(git log -1 --format=%ct) or unset it"
-            )
-        return max(int(value), _EARLIEST)
+        return _epoch(value)
     if default_from is not None:
         import subprocess
 
@@ -55,9 +52,27 @@ def source_date_epoch(default_from: Path | None = None) -> int:
             )
         except OSError:  # no git: the fixed earliest time still gives reproducible wheels
             return _EARLIEST
-        if result.returncode == 0 and result.stdout.strip().isdigit():
-            return max(int(result.stdout.strip()), _EARLIEST)
+        if result.returncode == 0 and _DIGITS.fullmatch(result.stdout.strip()):
+            return min(max(int(result.stdout.strip()), _EARLIEST), _LATEST)
     return _EARLIEST
+
+
+def _epoch(value: str) -> int:
+    """SOURCE_DATE_EPOCH as the wheel's timestamp: ASCII digits (str.isdigit would take "²" and
+    "١٢٣"), no later than a zip file can hold, and short enough that no date arithmetic overflows."""
+    text = value.strip()
+    if not _DIGITS.fullmatch(text):
+        raise SettingsError(
+            f"SOURCE_DATE_EPOCH={value[:40]!r} is not a whole number of seconds since 1970; set it to e.g. "
+            "$(git log -1 --format=%ct) or unset it"
+        )
+    if len(text) > len(str(_LATEST)) or int(text) > _LATEST:
+        shown = text if len(text) <= 20 else f"{text[:12]}... ({len(text)} digits)"
+        raise SettingsError(
+            f"SOURCE_DATE_EPOCH={shown} is after 2107-12-31, the last time a zip file can hold; set it to "
+            "e.g. $(git log -1 --format=%ct) or unset it"
+        )
+    return max(int(text), _EARLIEST)
 
 
 def _record_hash(data: bytes) -> str:
