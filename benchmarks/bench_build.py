@@ -31,7 +31,7 @@ ONE_BY_ONE = """
 import sys, time
 from pathlib import Path
 from _cpp_extension import load_with_cpp_extension
-from minfer._project import PROJECT
+from torchwheel.project import load_project; PROJECT = load_project("minfer")
 device, root = sys.argv[1], Path(sys.argv[2])
 started = time.perf_counter()
 for spec in PROJECT.make_specs():

@@ -38,7 +38,7 @@ import sys, time, torch
 INIT
 t = time.perf_counter()
 from torchwheel import Loader
-from minfer._project import PROJECT
+from torchwheel.project import load_project; PROJECT = load_project("minfer")
 imported = time.perf_counter()
 loaded = Loader(PROJECT).load(sys.argv[2])
 assert loaded.origin == "prebuilt", loaded
@@ -48,7 +48,7 @@ print(imported - t, time.perf_counter() - imported)
 CPP_EXTENSION = """
 import sys, time, torch
 from pathlib import Path
-from minfer._project import PROJECT
+from torchwheel.project import load_project; PROJECT = load_project("minfer")
 spec = {s.name: s for s in PROJECT.make_specs()}[sys.argv[2]]
 INIT
 t = time.perf_counter()

@@ -23,7 +23,7 @@ import time
 RACER = """
 import json, sys, time, torch
 from torchwheel import Loader
-from minfer._project import PROJECT
+from torchwheel.project import load_project; PROJECT = load_project("minfer")
 loader = Loader(PROJECT)
 print("ready", flush=True)
 sys.stdin.readline()

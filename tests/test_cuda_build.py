@@ -81,7 +81,7 @@ from torchwheel.compile.keys import cache_key
 from torchwheel.settings import Settings
 from torchwheel.runtime.torch_install import TorchInstall
 from torchwheel.compile.toolchain import find_toolchain
-from minfer._project import PROJECT
+from torchwheel.project import load_project; PROJECT = load_project("minfer")
 settings = Settings.from_env("minfer", "MINFER")
 spec = {s.name: s for s in PROJECT.make_specs()}["silu_and_mul_fp16_cuda"]
 toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=True)

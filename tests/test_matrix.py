@@ -117,8 +117,9 @@ def test_a_malformed_matrix_is_one_line(change: dict, message: str) -> None:
 def test_a_missing_matrix_file_is_one_line(tmp_path: Path) -> None:
     result = torchwheel("matrix", "list", "--matrix", str(tmp_path / "nope.toml"))
     assert result.returncode == 2  # a usage error
+    missing = tmp_path / "nope.toml"
     assert (
-        result.stderr == f"torchwheel: error: matrix file {tmp_path / 'nope.toml'} does not exist; pass --matrix PATH\n"
+        result.stderr == f"torchwheel: error: matrix file {missing} does not exist; pass --matrix PATH of a TOML file\n"
     )
 
 

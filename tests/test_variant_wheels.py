@@ -56,7 +56,7 @@ class Clone:
         )
         output = run(
             sys.executable, "-m", "torchwheel", "wheel", "--cell", cell, "--python", python,
-            "--project", "minfer._project:PROJECT", "--matrix", self.path / "ci" / "matrix.toml",
+            "--project", "minfer", "--matrix", self.path / "ci" / "matrix.toml",
             "--build-dir", self.path / "build" / "cells", "--out", self.path / "dist" / cell,
             env=env, cwd=self.path,
         )  # fmt: skip
@@ -107,9 +107,9 @@ def test_a_variant_wheel_holds_only_the_prebuilt_files_and_pins_torch(first: Clo
     assert wheel.name.startswith("minfer_cpu_torch213-0.1.0-py3-none-manylinux_2_")
     names = wheel_names(wheel)
     payload = [n for n in names if ".dist-info/" not in n]
-    assert "minfer/data/aot/cpu-torch213/manifest.json" in payload
+    assert "minfer.cpu-torch213.prebuilt/manifest.json" in payload
     assert sorted(n for n in payload if n.endswith(".so")) == sorted(
-        f"minfer/data/aot/cpu-torch213/{op}_{dt}_cpu/{op}_{dt}_cpu.so"
+        f"minfer.cpu-torch213.prebuilt/{op}_{dt}_cpu/{op}_{dt}_cpu.so"
         for op in ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope")
         for dt in ("fp16", "bf16", "fp32")
     )
@@ -117,7 +117,7 @@ def test_a_variant_wheel_holds_only_the_prebuilt_files_and_pins_torch(first: Clo
     metadata = wheel_text(wheel, ".dist-info/METADATA")
     assert "Requires-Dist: torch==2.13.*\n" in metadata and "Requires-Dist: minfer==0.1.0\n" in metadata
     # The platform tag is the policy the audit found the binaries to meet, and the manifest says so.
-    manifest = json.loads(zipfile.ZipFile(wheel).read("minfer/data/aot/cpu-torch213/manifest.json"))
+    manifest = json.loads(zipfile.ZipFile(wheel).read("minfer.cpu-torch213.prebuilt/manifest.json"))
     assert manifest["audit"]["policy"] == "manylinux_2_28_x86_64"  # torch 2.13.0's own tag
     assert f"Tag: py3-none-{manifest['audit']['platform_tag']}\n" in wheel_text(wheel, ".dist-info/WHEEL")
 
@@ -134,7 +134,7 @@ def test_a_second_torch_version_of_one_toolkit_compiles_no_torch_free_unit_again
 @needs_cuda_build
 def test_a_cuda_cell_carries_cpu_and_cuda_specs_built_for_its_archs(first: Clone) -> None:
     wheel = first.wheels["cu130-torch214"]
-    manifest = json.loads(zipfile.ZipFile(wheel).read("minfer/data/aot/cu130-torch214/manifest.json"))
+    manifest = json.loads(zipfile.ZipFile(wheel).read("minfer.cu130-torch214.prebuilt/manifest.json"))
     devices = [e["device"] for e in manifest["specs"].values()]
     assert devices.count("cpu") == 15 and devices.count("cuda") == 15
     cuda = manifest["specs"]["rmsnorm_bf16_cuda"]
@@ -313,7 +313,7 @@ def build_with_matrix(clone: Clone, matrix: Path, out: Path) -> list[Path]:
     )
     run(
         sys.executable, "-m", "torchwheel", "wheel", "--cell", "cu130-torch214", "--python", str(TORCH214),
-        "--project", "minfer._project:PROJECT", "--matrix", matrix,
+        "--project", "minfer", "--matrix", matrix,
         "--build-dir", clone.path / "build" / "cells", "--out", out, env=env, cwd=clone.path,
     )  # fmt: skip
     return sorted(out.glob("*.whl"))
@@ -336,7 +336,7 @@ def test_a_cell_over_the_size_limit_splits_into_shards_per_arch_family(first: Cl
         manifest = json.loads(wheel_text(shard, "/manifest.json"))
         assert {e["device"] for e in manifest["specs"].values()} == {"cuda"} and len(manifest["specs"]) == 15
         assert {tuple(e["arch_list"]) for e in manifest["specs"].values()} == {tuple(archs)}
-    main_manifest = json.loads(zipfile.ZipFile(main).read("minfer/data/aot/cu130-torch214/manifest.json"))
+    main_manifest = json.loads(zipfile.ZipFile(main).read("minfer.cu130-torch214.prebuilt/manifest.json"))
     assert {e["device"] for e in main_manifest["specs"].values()} == {"cpu"}
 
 

@@ -17,10 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from torchwheel.cli.doctor import run_doctor
 
-    from ._project import PROJECT
-
     try:
-        return run_doctor([PROJECT], as_json=args.json)
+        return run_doctor(["minfer"], as_json=args.json)
     except TorchwheelError as error:
         print(f"minfer: error: {error}", file=sys.stderr)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torchwheel import JitSpec, Project
+from torchwheel import JitSpec
 from torchwheel.spec import Device
 
 OPS = ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope")
@@ -49,6 +49,3 @@ def make_specs() -> list[JitSpec]:
                     )
                 )
     return specs
-
-
-PROJECT = Project(name="minfer", env_prefix="MINFER", make_specs=make_specs, package_dir=PACKAGE_DIR)

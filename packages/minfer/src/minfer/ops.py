@@ -9,11 +9,15 @@ from __future__ import annotations
 import torch
 
 from torchwheel import LoadedSpec, Loader
+from torchwheel.runtime.package import package_project
 
-from ._project import PROJECT, spec_name
+from ._project import spec_name
 
 _DTYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
-_loader = Loader(PROJECT)
+# The project as pyproject.toml's [tool.torchwheel] declares it. minfer loads op by op, on first
+# call, rather than everything at import (torchwheel.load_package), so a process that runs only
+# bf16 rmsnorm on CUDA loads nothing else.
+_loader = Loader(package_project("minfer"))
 _ready: set[str] = set()
 
 

@@ -191,17 +191,53 @@ def _print_step(label: str) -> Callable[[int, int, str], None]:
     return progress
 
 
+_PROJECT_HELP = (
+    "the project: its directory or pyproject.toml, an installed project's name, or module:attribute "
+    "(default: the [tool.torchwheel] of ./pyproject.toml or above)"
+)
+_MATRIX_HELP = "matrix file (default: the project's [tool.torchwheel] matrix, else ci/matrix.toml)"
+
+
+def _load_matrix(path: str | None) -> tuple[Matrix, str]:
+    """The matrix named by --matrix, else the current project's (a path or an inline table),
+    else ci/matrix.toml; and where it came from, for messages and the workflow."""
+    from torchwheel import config
+    from torchwheel.release.matrix import load_matrix, parse_matrix
+
+    if path is None and (pyproject := config.find_pyproject(Path.cwd())) is not None:
+        declared = config.read_pyproject(pyproject)
+        if isinstance(declared.matrix, dict):
+            table = {**declared.matrix, "project": {"name": declared.name, **declared.matrix.get("project", {})}}
+            return parse_matrix(table, f"{pyproject} [tool.torchwheel.matrix]"), str(pyproject)
+        if declared.matrix is not None:
+            return load_matrix(declared.matrix), str(declared.matrix)
+    chosen = Path(path or "ci/matrix.toml")
+    return load_matrix(chosen), str(chosen)
+
+
+def _project_of_matrix(reference: str | None, name: str) -> Project:
+    """--project, else the current directory's project when the matrix is its, else `name` installed."""
+    from torchwheel import config
+    from torchwheel.project import load_project
+
+    if reference is None and (pyproject := config.find_pyproject(Path.cwd())) is not None:
+        declared = config.read_pyproject(pyproject)
+        if declared.name == name:
+            return declared.project()
+    return load_project(reference or name)
+
+
 def _matrix(args: argparse.Namespace) -> int:
     import json
 
-    from torchwheel.release.matrix import load_matrix, matrix_json
+    from torchwheel.release.matrix import matrix_json
     from torchwheel.release.workflow import workflow_text
 
-    matrix = load_matrix(Path(args.matrix))
+    matrix, where = _load_matrix(args.matrix)
     if args.action == "ci":
         print(matrix_json(matrix))
     elif args.action == "workflow":
-        print(workflow_text(matrix, args.matrix), end="")
+        print(workflow_text(matrix, where), end="")
     elif args.json:
         print(json.dumps({"cells": [c.as_dict() for c in matrix.cells], "excluded": dict(matrix.excluded)}, indent=2))
     else:
@@ -235,17 +271,15 @@ class _WheelRun:
 
 
 def _wheel_run(args: argparse.Namespace) -> _WheelRun:
-    from torchwheel.project import load_project
-    from torchwheel.release.matrix import load_matrix
     from torchwheel.release.wheel import source_date_epoch
     from torchwheel.settings import Settings
 
-    matrix = load_matrix(Path(args.matrix))
+    matrix, _ = _load_matrix(args.matrix)
     cells = tuple(matrix.cell(c) for c in args.cell)
     if args.python and len(cells) > 1:
         raise SettingsError("--python serves one cell; build one --cell at a time with it")
     python = _interpreter(args.python) if args.python else None
-    project = load_project(args.project or matrix.project)
+    project = _project_of_matrix(args.project, matrix.project)
     jobs = _jobs(args.jobs) or Settings.from_env(project.name, project.env_prefix).jobs
     source_date_epoch()  # a malformed SOURCE_DATE_EPOCH, refused now rather than after the build
     out, build_dir = OutputDir.checked("--out", args.out), OutputDir.checked("--build-dir", args.build_dir)
@@ -344,7 +378,7 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="torchwheel", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build", help="build a project's specs for the running torch")
-    build.add_argument("project", help="installed project name (entry point) or module:attribute")
+    build.add_argument("project", nargs="?", help=_PROJECT_HELP)
     build.add_argument("--out", default="build/torchwheel", help="output dir (default: %(default)s)")
     build.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     build.add_argument("--spec", action="append", default=[], help="only specs matching this glob")
@@ -354,15 +388,15 @@ def parser() -> argparse.ArgumentParser:
 
     matrix = commands.add_parser("matrix", help="the build matrix: cells, CI matrix, workflow")
     matrix.add_argument("action", choices=("list", "ci", "workflow"))
-    matrix.add_argument("--matrix", default="ci/matrix.toml", help="matrix file (default: %(default)s)")
+    matrix.add_argument("--matrix", help=_MATRIX_HELP)
     matrix.add_argument("--json", action="store_true", help="with list: machine-readable")
     matrix.set_defaults(run=_matrix)
 
     wheel = commands.add_parser("wheel", help="build the variant wheel of matrix cells")
     wheel.add_argument("--cell", action="append", required=True, help="cell id, e.g. cu130-torch214 (repeatable)")
     wheel.add_argument("--out", default="dist", help="wheel dir (default: %(default)s)")
-    wheel.add_argument("--matrix", default="ci/matrix.toml", help="matrix file (default: %(default)s)")
-    wheel.add_argument("--project", help="project (default: the matrix's [project] name)")
+    wheel.add_argument("--matrix", help=_MATRIX_HELP)
+    wheel.add_argument("--project", help=_PROJECT_HELP)
     wheel.add_argument("--python", help="interpreter with the cell's torch (default: a venv per torch version)")
     wheel.add_argument("--envs-dir", default=".venvs", help="where per-torch venvs live (default: %(default)s)")
     wheel.add_argument("--build-dir", default="build/cells", help="shared build root (default: %(default)s)")
@@ -401,7 +435,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from torchwheel.runtime.package import DEFER_LOADING
+
     args = parser().parse_args(argv)
+    # A command imports a package only to read its specs: its load_package() call must not load.
+    DEFER_LOADING.set(True)
     try:
         return int(args.run(args))
     except TorchwheelError as error:

@@ -296,10 +296,10 @@ def describe(location: CacheLocation, contents: Contents, now: float) -> list[st
 
 def locations_for(references: Sequence[str]) -> list[CacheLocation]:
     """The cache dirs of the named projects (every installed one when none is named)."""
-    from torchwheel.project import installed_projects, load_project
+    from torchwheel.project import default_projects, load_project
     from torchwheel.settings import Settings
 
-    names = list(references) or installed_projects()
+    names = list(references) or default_projects()
     if not names:
         raise SettingsError("no torchwheel project is installed; name one (entry point name or module:attribute)")
     found: dict[Path, CacheLocation] = {}

@@ -18,7 +18,7 @@ from typing import Literal
 
 from torchwheel.arch import parse_arch_list
 from torchwheel.errors import ExitCode, ManifestError, NoGpuVisible, SettingsError, TorchwheelError
-from torchwheel.project import Project, installed_projects, load_project
+from torchwheel.project import Project, default_projects, load_project
 from torchwheel.runtime.gpus import Gpu, driver_cuda_version, visible_gpus
 from torchwheel.runtime.loader import Loader, Origin
 from torchwheel.runtime.manifest import read_manifest
@@ -367,7 +367,7 @@ def _project_lines(project: ProjectFacts) -> list[str]:
 
 def run_doctor(projects: Sequence[Project | str], *, as_json: bool = False) -> int:
     """Print the report (stdout) and each problem (stderr); 1 when there is any problem."""
-    names = list(projects) or installed_projects()
+    names = list(projects) or default_projects()
     if not names:
         raise TorchwheelError("no torchwheel project is installed; name one (entry point name or module:attribute)")
     report = diagnose(names)

@@ -31,6 +31,7 @@ from torchwheel.release.audit import AuditReport
 from torchwheel.release.matrix import VariantCell
 from torchwheel.release.prebuilt import AuditSettings, PrebuiltPart, PublishedPart, build_prebuilt
 from torchwheel.release.wheel import WheelContents, source_date_epoch, variant_files, write_wheel
+from torchwheel.runtime.prebuilt_dirs import variant_dir_name
 from torchwheel.runtime.torch_install import TorchInstall
 from torchwheel.settings import Settings
 from torchwheel.spec import JitSpec
@@ -78,6 +79,8 @@ class CellBuild:
 
 def project_version(project: Project) -> str:
     """The installed version of the project's distribution, which its variant wheels pin."""
+    if project.version is not None:
+        return project.version
     try:
         return installed_version(project.name)
     except PackageNotFoundError:
@@ -242,7 +245,9 @@ def _write_wheel(published: PublishedPart, distribution: str, extra: tuple[str, 
             "they match the running torch, CUDA and GPU, and compiles what they lack on first use.\n"
         ),
         requires=(f"torch=={series}.*", f"{name}=={build.version}", *extra),
-        files=variant_files(part.prebuilt_dir, f"{name}/data/aot/{part.part_id}", [e.name for e in published.entries]),
+        files=variant_files(
+            part.prebuilt_dir, variant_dir_name(name, part.part_id), [e.name for e in published.entries]
+        ),
         tag=f"py3-none-{published.audit.platform_tag}",
     )
     return write_wheel(contents, build.out_dir, build.epoch)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
@@ -18,7 +17,8 @@ from packaging.version import InvalidVersion, Version
 
 from torchwheel.arch import format_arch_list, parse_arch_list
 from torchwheel.errors import SettingsError
-from torchwheel.runtime.trust import NotRegularFile, read_regular
+from torchwheel.files import read_toml
+from torchwheel.tables import check_known_keys, kind_of, shown
 from torchwheel.versions import parse_version
 
 DEFAULT_TEMPLATE = "{name}-{accel}-torch{torch}"
@@ -91,40 +91,8 @@ def _version(text: str, field: str, where: str) -> Version:
         raise SettingsError(f'{where}: {field} = {text!r} is not a version; write it like "2.14"') from None
 
 
-# A matrix of hundreds of cells is a few KB; anything near this is not a matrix file.
-_MATRIX_MAX_BYTES = 1 << 20
-
-
 def load_matrix(path: Path) -> Matrix:
-    return parse_matrix(_read_toml(path), str(path))
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    """The file's TOML. Opened without blocking and only if it is a regular file, so a FIFO or a
-    device named by --matrix is refused instead of waited on."""
-    try:
-        raw = read_regular(path, _MATRIX_MAX_BYTES)
-    except FileNotFoundError:
-        raise SettingsError(f"matrix file {path} does not exist; pass --matrix PATH") from None
-    except NotRegularFile as error:
-        raise SettingsError(f"matrix file {path} {error.strerror}; pass --matrix PATH of a TOML file") from None
-    except OSError as error:
-        raise SettingsError(
-            f"matrix file {path} cannot be read ({error.strerror or error}); pass --matrix PATH of a TOML file"
-        ) from None
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError as error:
-        raise SettingsError(
-            f"matrix file {path} is not UTF-8 text (byte {raw[error.start]:#04x} at offset {error.start}); "
-            "pass --matrix PATH of a TOML file"
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SettingsError(f"matrix file {path} is not valid TOML ({error}); fix its syntax") from None
-    except RecursionError:
-        raise SettingsError(f"matrix file {path} nests arrays or tables too deeply to read; fix its syntax") from None
+    return parse_matrix(read_toml(path, "matrix file", "pass --matrix PATH of a TOML file"), str(path))
 
 
 # The keys each table may hold: a misspelt one (max-torch) would otherwise be ignored in silence
@@ -166,7 +134,7 @@ class _Accelerator:
 
 
 def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
-    _known_keys(data, _TOP_KEYS, "at the top level", where)
+    check_known_keys(data, _TOP_KEYS, "at the top level", where)
     project = _project_table(data, where)
     series = _torch_series(data, where)
     accelerators = _accelerators(data, where)
@@ -193,39 +161,11 @@ def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
     return Matrix(project.name, project.max_wheel_bytes, tuple(cells), tuple(excluded))
 
 
-def _kind(value: object) -> str:
-    """What TOML calls the type of `value`, for "X is an integer, not a table"."""
-    kinds = (
-        (bool, "a boolean"),  # before int: a bool is an int to Python
-        (int, "an integer"),
-        (float, "a float"),
-        (str, "a string"),
-        (list, "an array"),
-        (dict, "a table"),
-    )
-    return next((name for kind, name in kinds if isinstance(value, kind)), "a date or time")
-
-
-def _shown(value: object) -> str:
-    """`value` as a message shows it: as TOML writes a boolean, and cut short if long."""
-    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _known_keys(table: dict[str, Any], known: frozenset[str], label: str, where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise SettingsError(
-            f"{where}: unknown key {unknown[0]!r} {label}; the keys there are {', '.join(sorted(known))}: "
-            "fix its spelling or remove it"
-        )
-
-
 def _table(data: dict[str, Any], key: str, where: str, example: str) -> dict[str, Any]:
     """`data[key]` if it is a table, else one line naming what stands there instead."""
     value = data[key]
     if not isinstance(value, dict):
-        raise SettingsError(f"{where}: {key} = {_shown(value)} is {_kind(value)}, not a table; write {example}")
+        raise SettingsError(f"{where}: {key} = {shown(value)} is {kind_of(value)}, not a table; write {example}")
     return value
 
 
@@ -233,11 +173,11 @@ def _project_table(data: dict[str, Any], where: str) -> _ProjectTable:
     if "project" not in data or "name" not in _table(data, "project", where, '[project] name = "<project>"'):
         raise SettingsError(f'{where}: [project] name is missing; add name = "<project>"')
     table = data["project"]
-    _known_keys(table, _PROJECT_KEYS, "in [project]", where)
+    check_known_keys(table, _PROJECT_KEYS, "in [project]", where)
     name = table["name"]
     if not isinstance(name, str) or not _DISTRIBUTION.fullmatch(name):
         raise SettingsError(
-            f"{where}: [project] name = {_shown(name)} is not a project name; write the torchwheel project's "
+            f"{where}: [project] name = {shown(name)} is not a project name; write the torchwheel project's "
             'name as a string of letters, digits, "-", "_" and ".", e.g. name = "minfer"'
         )
     template = _template(table.get("distribution", DEFAULT_TEMPLATE), name, where)
@@ -246,9 +186,9 @@ def _project_table(data: dict[str, Any], where: str) -> _ProjectTable:
 
 def _template(template: object, name: str, where: str) -> str:
     """The distribution-name template, checked field by field before it is ever formatted."""
-    label = f"{where}: [project] distribution = {_shown(template)}"
+    label = f"{where}: [project] distribution = {shown(template)}"
     if not isinstance(template, str):
-        raise SettingsError(f"{label} is {_kind(template)}, not a string; {_TEMPLATE_REMEDY}")
+        raise SettingsError(f"{label} is {kind_of(template)}, not a string; {_TEMPLATE_REMEDY}")
     try:
         fields = [(f, spec, conversion) for _, f, spec, conversion in Formatter().parse(template) if f is not None]
     except ValueError as error:
@@ -262,7 +202,7 @@ def _template(template: object, name: str, where: str) -> str:
     sample = template.format(name=name, accel="cpu", torch="214")
     if not _DISTRIBUTION.fullmatch(sample):
         raise SettingsError(
-            f"{label} gives {_shown(sample)}, not a distribution name; use only letters, digits, "
+            f"{label} gives {shown(sample)}, not a distribution name; use only letters, digits, "
             '"-", "_" and "." around the fields'
         )
     return template
@@ -272,7 +212,7 @@ def _max_wheel_bytes(value: object, where: str) -> int:
     # bool is an int to Python, and inf and nan are floats: each would pass a plain number check.
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= _MAX_WHEEL_MB:
         raise SettingsError(
-            f"{where}: [project] max_wheel_mb = {_shown(value)} must be a positive number of MB, at most "
+            f"{where}: [project] max_wheel_mb = {shown(value)} must be a positive number of MB, at most "
             f"{_MAX_WHEEL_MB}; write e.g. max_wheel_mb = 100"
         )
     return int(value * 1_000_000)
@@ -291,7 +231,7 @@ def _pinned(name: str, pinned: object, where: str) -> str:
         raise SettingsError(f'{where}: [torch] {name!r} is not a major.minor series; write it like "2.14" = "2.14.1"')
     if not isinstance(pinned, str):
         raise SettingsError(
-            f"{where}: [torch] {name!r} = {_shown(pinned)} is {_kind(pinned)}, not a version; "
+            f"{where}: [torch] {name!r} = {shown(pinned)} is {kind_of(pinned)}, not a version; "
             f'write "{name}" = "{name}.0"'
         )
     if _version(pinned, f"[torch] {name!r}", where).release[:2] != _version(name, "[torch] series", where).release[:2]:
@@ -312,7 +252,7 @@ def _exclusions(
     rules = data.get("exclude", [])
     if not isinstance(rules, list):
         raise SettingsError(
-            f"{where}: exclude = {_shown(rules)} is {_kind(rules)}, not an array of tables; write one "
+            f"{where}: exclude = {shown(rules)} is {kind_of(rules)}, not an array of tables; write one "
             "[[exclude]] block with accel, torch and reason per cell to leave out"
         )
     pairs: dict[tuple[str, str], str] = {}
@@ -331,14 +271,15 @@ def _exclusion(number: int, rule: object, where: str) -> tuple[str, str, str]:
     label = f"{where}: [[exclude]] number {number}"
     if not isinstance(rule, dict):
         raise SettingsError(
-            f"{label} = {_shown(rule)} is {_kind(rule)}, not a table; write it as [[exclude]] with accel, torch, reason"
+            f"{label} = {shown(rule)} is {kind_of(rule)}, not a table; "
+            "write it as [[exclude]] with accel, torch, reason"
         )
-    _known_keys(rule, _EXCLUDE_KEYS, f"in [[exclude]] number {number}", where)
+    check_known_keys(rule, _EXCLUDE_KEYS, f"in [[exclude]] number {number}", where)
     values: list[str] = []
     for key in ("accel", "torch", "reason"):
         value = rule.get(key, "excluded" if key == "reason" else None)
         if not isinstance(value, str):
-            found = "is missing" if value is None else f"= {_shown(value)} is {_kind(value)}, not a string"
+            found = "is missing" if value is None else f"= {shown(value)} is {kind_of(value)}, not a string"
             raise SettingsError(f'{label}: {key} {found}; write e.g. accel = "cu128", torch = "2.8", reason = "..."')
         values.append(value)
     accel, torch, reason = values
@@ -353,15 +294,15 @@ def _accelerator(accel: str, table: object, where: str) -> _Accelerator:
         )
     if not isinstance(table, dict):
         raise SettingsError(
-            f"{where}: [accelerators] {accel} = {_shown(table)} is {_kind(table)}, not a table; "
+            f"{where}: [accelerators] {accel} = {shown(table)} is {kind_of(table)}, not a table; "
             f"write [accelerators.{accel}] with its keys under it"
         )
-    _known_keys(table, _ACCELERATOR_KEYS, f"in [accelerators.{accel}]", where)
+    check_known_keys(table, _ACCELERATOR_KEYS, f"in [accelerators.{accel}]", where)
     cuda, arch_list = _cuda(accel, table, where)
     split = table.get("split", "auto")
     if split not in ("auto", "arch-family"):
         raise SettingsError(
-            f'{where}: [accelerators.{accel}] split = {_shown(split)} is unknown; use "auto" or "arch-family"'
+            f'{where}: [accelerators.{accel}] split = {shown(split)} is unknown; use "auto" or "arch-family"'
         )
     low, high = (_torch_bound(accel, table, key, where) for key in ("min_torch", "max_torch"))
     return _Accelerator(accel, cuda, arch_list, low, high, split)
@@ -373,7 +314,7 @@ def _string(accel: str, table: dict[str, Any], key: str, example: str, where: st
     value = table.get(key)
     if value is not None and not isinstance(value, str):
         raise SettingsError(
-            f"{where}: [accelerators.{accel}] {key} = {_shown(value)} is {_kind(value)}, not a string; "
+            f"{where}: [accelerators.{accel}] {key} = {shown(value)} is {kind_of(value)}, not a string; "
             f"write {key} = {example}"
         )
     return value

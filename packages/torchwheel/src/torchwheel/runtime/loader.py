@@ -88,9 +88,16 @@ class Loader:
                 problems.append(untrusted_prebuilt(directory, problem))
                 continue
             try:
-                manifests.append(read_manifest(directory))
+                manifest = read_manifest(directory)
             except ManifestError as error:
                 problems.append(str(error))
+                continue
+            if manifest.project != self.project.name:  # a name that only starts like ours
+                problems.append(
+                    f"{directory} holds binaries of project {manifest.project!r}, not {self.project.name!r}"
+                )
+                continue
+            manifests.append(manifest)
         return manifests, problems
 
     def loaded(self) -> dict[str, LoadedSpec]:

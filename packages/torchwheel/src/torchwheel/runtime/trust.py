@@ -40,7 +40,7 @@ def private_dir_problem(path: Path, what: str, variable: str | None = None) -> s
         return f"{what} {path} cannot be used ({error.strerror}); {_elsewhere(variable)}"
     mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
     if mine and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return None  # the common case, on every load: one stat and no more
+        return _above_problem(path, what, variable)  # the common case: a stat per dir above, no more
     resolved = os.path.realpath(path)
     shown = str(path) if resolved == str(path) else f"{path} (-> {resolved})"
     if not stat.S_ISDIR(info.st_mode):
@@ -52,6 +52,20 @@ def private_dir_problem(path: Path, what: str, variable: str | None = None) -> s
             f"{what} {shown} is writable by other users (mode {stat.S_IMODE(info.st_mode):o}); "
             f"run chmod 700 {resolved} or {_elsewhere(variable)}"
         )
+    return None
+
+
+def _above_problem(path: Path, what: str, variable: str | None) -> str | None:
+    """Why a dir of ours is still not safe: a dir above it (as written or as it resolves) that
+    another user could rename it in, and put a dir of theirs in its place."""
+    literal, real = os.path.abspath(path), os.path.realpath(path)
+    try:
+        for start in dict.fromkeys((os.path.dirname(literal), os.path.dirname(real))):
+            for step in _steps(start, "/"):
+                if problem := _dir_problem(step, own=False):
+                    return f"{what} {path} is not safe from other users: {problem}; {_elsewhere(variable)}"
+    except OSError as error:
+        return f"{what} {path} cannot be examined ({error.strerror}: {error.filename}); {_elsewhere(variable)}"
     return None
 
 
