@@ -40,6 +40,17 @@ def _build(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     specs = _selected_specs(project.make_specs(), args.device, args.spec, project.name)
     settings = Settings.from_env(project.name, project.env_prefix)
+    if args.device == "all" and TorchInstall.running().cuda_version is None:
+        # A CPU-only torch cannot build CUDA specs; asked for "all", build what it can and say so.
+        skipped = [s.name for s in specs if s.device == "cuda"]
+        specs = [s for s in specs if s.device == "cpu"]
+        if not specs:
+            raise SettingsError(
+                f"every selected spec of {project.name} is a CUDA spec, and this torch "
+                f"({TorchInstall.running().version}) has no CUDA; run under a CUDA torch"
+            )
+        if skipped:
+            print(f"skipping {len(skipped)} CUDA specs: this torch has no CUDA (run under a CUDA torch to build them)")
     need_cuda = any(s.device == "cuda" for s in specs)
     archs, source = _build_archs(args.arch_list, settings) if need_cuda else ((), None)
     toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=need_cuda)
@@ -434,6 +445,10 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+# What `pip install "torchwheel[build]"` adds (packages/torchwheel/pyproject.toml).
+_BUILD_EXTRA = frozenset({"elftools", "auditwheel"})
+
+
 def main(argv: list[str] | None = None) -> int:
     from torchwheel.runtime.package import DEFER_LOADING
 
@@ -445,5 +460,14 @@ def main(argv: list[str] | None = None) -> int:
     except TorchwheelError as error:
         print(f"torchwheel: error: {error}", file=sys.stderr)
         return int(error.exit_code)
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in _BUILD_EXTRA:
+            raise
+        print(
+            f"torchwheel: error: torchwheel {args.command} needs {error.name}, which comes with the build extra; "
+            "pip install 'torchwheel[build]'",
+            file=sys.stderr,
+        )
+        return int(ExitCode.ENVIRONMENT)
     except KeyboardInterrupt:
         return 130
