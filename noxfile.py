@@ -36,7 +36,7 @@ def _install_project(session: nox.Session, python: str | None = None) -> None:
 
 def _torch214_env(session: nox.Session) -> str:
     """A venv holding torch 2.14.1 (CUDA 13.0), made once and reused."""
-    env = ENVS / "torch-2.14.1"  # the name `torchwheel wheel` looks for, so its cells reuse it
+    env = ENVS / "torch-2.14.1"  # named as `torchwheel wheel --envs-dir .venvs` would name it
     python = str(env / "bin" / "python")
     if not (env / ".ready").exists():
         session.log(f"creating {env} with {TORCH_CUDA} (5 GB, from local disk where present)")

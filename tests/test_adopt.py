@@ -271,7 +271,7 @@ def test_its_tests_pass_from_the_variant_wheel_with_jit_disabled_and_nothing_com
     result = venv.project_tests(project / "tests", TINYEXT_DISABLE_JIT="1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
-    assert not (work / "cache").exists() or not any((work / "cache").iterdir())
+    assert not list((work / "cache").rglob("*.so"))  # nothing compiled (verification markers may be there)
 
 
 def test_uninstalling_the_variant_leaves_nothing_behind(venv: Venv, variant_wheel: Path) -> None:
@@ -347,7 +347,8 @@ def test_its_cuda_spec_compiles_for_cu130_torch214(
 
 def test_the_table_is_all_the_packaging_it_has(project: Path) -> None:
     """No setup.py, no build hook of its own, no torchwheel import but the one call."""
-    python_files = sorted(str(p.relative_to(project)) for p in project.rglob("*.py") if "tests" not in p.parts)
+    written = [p.relative_to(project) for p in project.rglob("*.py")]
+    python_files = sorted(str(p) for p in written if p.parts[0] not in ("tests", "build"))  # build/: setuptools
     assert python_files == ["tinyext/__init__.py", "tinyext/ops.py"]
     init = (project / "tinyext" / "__init__.py").read_text().splitlines()
     assert [line for line in init if "torchwheel" in line] == [

@@ -33,7 +33,8 @@ PACKAGED_DIR = "_torchwheel"  # inside the installed package
 PACKAGED_TABLE = "project.json"
 PACKAGED_SOURCES = "src"
 
-_TOP_KEYS = frozenset({"name", "env_prefix", "package", "spec", "generate_specs", "matrix"})
+# `variant` is the PEP 517 variant backend's own table (release/pep517.py), read there.
+_TOP_KEYS = frozenset({"name", "env_prefix", "package", "spec", "generate_specs", "matrix", "variant"})
 _SPEC_KEYS = frozenset(
     {
         "name",

@@ -158,6 +158,12 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
     return number
 
 
+def default_envs_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where `torchwheel wheel` keeps a venv per torch version: under the user's cache, never in
+    the checkout (a torch venv is about 1-5 GB, and a project's tree is no place for it)."""
+    return _default_cache_root(env) / "envs"
+
+
 def _default_cache_root(env: Mapping[str, str]) -> Path:
     base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base).absolute() / "torchwheel"

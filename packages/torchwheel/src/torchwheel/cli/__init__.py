@@ -283,7 +283,7 @@ class _WheelRun:
 
 def _wheel_run(args: argparse.Namespace) -> _WheelRun:
     from torchwheel.release.wheel import source_date_epoch
-    from torchwheel.settings import Settings
+    from torchwheel.settings import Settings, default_envs_dir
 
     matrix, _ = _load_matrix(args.matrix)
     cells = tuple(matrix.cell(c) for c in args.cell)
@@ -294,7 +294,7 @@ def _wheel_run(args: argparse.Namespace) -> _WheelRun:
     jobs = _jobs(args.jobs) or Settings.from_env(project.name, project.env_prefix).jobs
     source_date_epoch()  # a malformed SOURCE_DATE_EPOCH, refused now rather than after the build
     out, build_dir = OutputDir.checked("--out", args.out), OutputDir.checked("--build-dir", args.build_dir)
-    envs = None if python else OutputDir.checked("--envs-dir", args.envs_dir)
+    envs = None if python else OutputDir.checked("--envs-dir", args.envs_dir or str(default_envs_dir()))
     return _WheelRun(matrix, cells, project, jobs, python, out, build_dir, envs)
 
 
@@ -409,7 +409,7 @@ def parser() -> argparse.ArgumentParser:
     wheel.add_argument("--matrix", help=_MATRIX_HELP)
     wheel.add_argument("--project", help=_PROJECT_HELP)
     wheel.add_argument("--python", help="interpreter with the cell's torch (default: a venv per torch version)")
-    wheel.add_argument("--envs-dir", default=".venvs", help="where per-torch venvs live (default: %(default)s)")
+    wheel.add_argument("--envs-dir", help="where per-torch venvs live (default: ~/.cache/torchwheel/envs)")
     wheel.add_argument("--build-dir", default="build/cells", help="shared build root (default: %(default)s)")
     wheel.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
     wheel.add_argument("--policy", help="manylinux policy to audit against (default: the target torch's own)")

@@ -1,6 +1,7 @@
 """A Python environment per torch version, so each matrix cell builds against its own torch.
 
-Environments live in one directory (default `.venvs/` of the current directory), are named by
+Environments live in one directory (default `~/.cache/torchwheel/envs`: settings.py's
+`default_envs_dir`, outside any checkout), are named by
 the torch version they hold (`torch-2.14.1`), are made once and reused, and are never the
 user's own environment: torch is never installed into the interpreter running torchwheel.
 """

@@ -35,7 +35,7 @@ def build_wheel(
     from torchwheel.release.cells import build_variant, prepare_cell_build
     from torchwheel.release.envs import cell_environment, cell_target
     from torchwheel.release.matrix import load_matrix
-    from torchwheel.settings import Settings
+    from torchwheel.settings import Settings, default_envs_dir
 
     table = tomllib.loads(Path("pyproject.toml").read_text()).get("tool", {}).get("torchwheel", {}).get("variant")
     if not isinstance(table, dict) or "matrix" not in table:
@@ -48,7 +48,7 @@ def build_wheel(
     project = load_project(str(table.get("project", matrix.project)))
     jobs = Settings.from_env(project.name, project.env_prefix).jobs
     python = _setting(config_settings, "python", "TORCHWHEEL_PYTHON")
-    envs_dir = Path(_setting(config_settings, "envs-dir", "TORCHWHEEL_ENVS_DIR", ".venvs") or ".venvs")
+    envs_dir = Path(_setting(config_settings, "envs-dir", "TORCHWHEEL_ENVS_DIR") or default_envs_dir())
     interpreter = Path(python) if python else cell_environment(cell, envs_dir)
     build_root = Path(_setting(config_settings, "build-dir", "TORCHWHEEL_BUILD_DIR", "build/cells") or "build/cells")
     build = prepare_cell_build(
