@@ -355,3 +355,125 @@ def test_the_table_is_all_the_packaging_it_has(project: Path) -> None:
         "import torchwheel",
         "loader = torchwheel.load_package(__name__)",
     ]
+
+
+PYTHON_STUB = """\
+#include <Python.h>
+#include <torch/library.h>
+
+PyMODINIT_FUNC PyInit__C(void) {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C"};
+  return PyModule_Create(&module);
+}
+"""
+
+
+def test_a_binding_unit_with_python_h_fails_in_one_line_saying_to_drop_it(tmp_path: Path, env: dict[str, str]) -> None:
+    write_project(tmp_path, "setuptools")
+    (tmp_path / "csrc" / "scale.cpp").write_text(PYTHON_STUB + BINDING)
+    command = [sys.executable, "-m", "torchwheel", "build", "--device", "cpu", "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 3  # a build failure
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Python.h" in last and "drop Python.h and the PyInit_ stub" in last and "build dir" in last
+
+
+def test_the_audit_explains_python_c_api_symbols(tmp_path: Path, env: dict[str, str]) -> None:
+    """A library built elsewhere against Python: the audit says what to drop, not which torch to use."""
+    source = tmp_path / "stub.cpp"
+    source.write_text(
+        'extern "C" void* PyModule_Create2(void*, int);\nextern "C" void* f() { return PyModule_Create2(0, 3); }\n'
+    )
+    library = tmp_path / "stub.so"
+    run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], tmp_path, env)
+    result = subprocess.run(
+        [sys.executable, "-m", "torchwheel", "audit", str(library)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1  # faults found
+    assert "uses the Python C API (PyModule_Create2)" in result.stdout + result.stderr
+    assert "drop Python.h" in result.stdout + result.stderr
+
+
+SETUP_PY = """\
+from setuptools import setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+
+setup(
+    name="tinyext",
+    version="0.1.0",
+    packages=["tinyext"],
+    ext_modules=[
+        CppExtension("tinyext._C", ["csrc/scale.cpp"], extra_compile_args={"cxx": ["-O3"]}),
+        CUDAExtension("tinyext._cuda", ["csrc/cuda/scale_cuda.cu"], define_macros=[("TINY_CUDA", "1")]),
+    ],
+    cmdclass={"build_ext": BuildExtension},
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def setup_py_project(work: Path) -> Path:
+    """The project as it was before torchwheel: a setup.py, and a pyproject.toml with only its
+    build requirements."""
+    root = write_project(work / "from-setup-py", "setuptools")
+    (root / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools", "torch"]\n')
+    (root / "setup.py").write_text(SETUP_PY)
+    return root
+
+
+@pytest.fixture(scope="module")
+def initialised(setup_py_project: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "torchwheel", "init"], setup_py_project, env, timeout=300)
+
+
+def test_init_writes_specs_from_the_extensions_of_setup_py(setup_py_project: Path, initialised: object) -> None:
+    from torchwheel.config import read_pyproject
+
+    config = read_pyproject(setup_py_project / "pyproject.toml")
+    specs = {s.name: s for s in config.make_specs()}
+    assert sorted(specs) == ["tinyext_c", "tinyext_cuda"]
+    assert specs["tinyext_c"].torch_sources == (setup_py_project / "csrc" / "scale.cpp",)
+    assert specs["tinyext_c"].extra_cflags == ("-O3",)
+    assert specs["tinyext_cuda"].device == "cuda"
+    assert "-DTINY_CUDA=1" in specs["tinyext_cuda"].extra_cuda_cflags
+    assert (config.name, config.version) == ("tinyext", "0.1.0")
+
+
+def test_init_changes_nothing_but_pyproject_and_says_what_it_left(
+    setup_py_project: Path, initialised: subprocess.CompletedProcess[str]
+) -> None:
+    assert (setup_py_project / "setup.py").read_text() == SETUP_PY
+    assert (
+        (setup_py_project / "pyproject.toml")
+        .read_text()
+        .startswith('[build-system]\nrequires = ["setuptools", "torch"]\n')
+    )
+    assert "not translated: setup.py still builds ext_modules" in initialised.stdout
+    assert "library" not in initialised.stdout  # torch's own libraries and dirs are no loss
+
+
+def test_right_after_init_the_matrix_lists_and_the_cpu_wheel_builds(
+    setup_py_project: Path, initialised: object, env: dict[str, str], work: Path
+) -> None:
+    listed = run([sys.executable, "-m", "torchwheel", "matrix", "list"], setup_py_project, env).stdout
+    assert "cpu-torch213" in listed and "tinyext-cu130-torch214" in listed
+    out = work / "init-variants"
+    command = [sys.executable, "-m", "torchwheel", "wheel", "--cell", "cpu-torch213", "--python", sys.executable]
+    run([*command, "--out", str(out), "--build-dir", str(work / "cells")], setup_py_project, env, timeout=1500)
+    (wheel,) = out.glob("tinyext_cpu_torch213-0.1.0-*.whl")
+    assert "tinyext.cpu-torch213.prebuilt/tinyext_c/tinyext_c.so" in zipfile.ZipFile(wheel).namelist()
+
+
+def test_init_refuses_a_project_that_has_a_table_already(tmp_path: Path, env: dict[str, str]) -> None:
+    write_project(tmp_path, "setuptools")
+    (tmp_path / "setup.py").write_text(SETUP_PY)
+    before = (tmp_path / "pyproject.toml").read_text()
+    command = [sys.executable, "-m", "torchwheel", "init"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "has a [tool.torchwheel] table already" in result.stderr
+    assert (tmp_path / "pyproject.toml").read_text() == before

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -64,11 +63,37 @@ def test_the_checked_in_workflow_is_what_the_matrix_generates() -> None:
 
 
 def test_the_meta_package_has_one_extra_per_cell() -> None:
-    pyproject = tomllib.loads((REPO / "packages" / "minfer" / "pyproject.toml").read_text())
-    version = pyproject["project"]["version"]
-    extras = pyproject["project"]["optional-dependencies"]
-    expected = {c.id: [f"{c.distribution}=={version}"] for c in load_matrix(MATRIX).cells}
-    assert extras == expected
+    """minfer runs the drift check any adopting project can run in its own CI."""
+    result = subprocess.run(
+        [sys.executable, "-m", "torchwheel", "matrix", "extras", "--check"],
+        cwd=REPO / "packages" / "minfer",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_extras_drift_names_each_missing_wrong_and_stale_extra(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "tinyext"\nversion = "1.0"\n'
+        '[project.optional-dependencies]\ndev = ["pytest"]\ncpu-torch213 = ["tinyext-cpu-torch213==0.9"]\n'
+        'cpu-torch27 = ["tinyext-cpu-torch27==1.0"]\n'
+        '[tool.torchwheel]\ngenerate_specs = "x:y"\n'
+        '[tool.torchwheel.matrix.torch]\n"2.13" = "2.13.0"\n"2.14" = "2.14.1"\n'
+        "[tool.torchwheel.matrix.accelerators.cpu]\n"
+    )
+    run = [sys.executable, "-m", "torchwheel", "matrix", "extras"]
+    printed = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=120).stdout
+    assert 'cpu-torch214 = ["tinyext-cpu-torch214==1.0"]' in printed
+    result = subprocess.run([*run, "--check"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    problems = [line.split(": ", 2)[2] for line in result.stderr.splitlines()]
+    assert problems == [
+        "extra 'cpu-torch214' is missing; add cpu-torch214 = [\"tinyext-cpu-torch214==1.0\"]",
+        'extra \'cpu-torch213\' is ["tinyext-cpu-torch213==0.9"], the matrix gives ["tinyext-cpu-torch213==1.0"]',
+        "extra 'cpu-torch27' names no cell of the matrix; remove it",
+    ]
 
 
 def test_an_unknown_cell_is_one_line_naming_the_known_ones() -> None:

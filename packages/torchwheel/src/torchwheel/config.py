@@ -34,7 +34,7 @@ PACKAGED_TABLE = "project.json"
 PACKAGED_SOURCES = "src"
 
 # `variant` is the PEP 517 variant backend's own table (release/pep517.py), read there.
-_TOP_KEYS = frozenset({"name", "env_prefix", "package", "spec", "generate_specs", "matrix", "variant"})
+_TOP_KEYS = frozenset({"name", "env_prefix", "package", "version", "spec", "generate_specs", "matrix", "variant"})
 _SPEC_KEYS = frozenset(
     {
         "name",
@@ -176,6 +176,11 @@ def read_pyproject(path: Path) -> ProjectConfig:
     return dataclasses.replace(config, version=version) if isinstance(version, str) else config
 
 
+def _table_version(table: dict[str, Any], where: str) -> str | None:
+    """`version`: for a project whose version is in its setup.py, not in [project]."""
+    return _string(table, "version", where, None)
+
+
 def read_packaged(package_dir: Path) -> ProjectConfig | None:
     """The table an installed package carries (`<package>/_torchwheel/project.json`), if any."""
     path = package_dir / PACKAGED_DIR / PACKAGED_TABLE
@@ -220,7 +225,8 @@ def parse_table(table: dict[str, Any], root: Path, where: str, distribution: str
         raise SettingsError(
             f"{where}: [tool.torchwheel] declares no spec; add a [[tool.torchwheel.spec]] table or generate_specs"
         )
-    return ProjectConfig(name, env_prefix, package, specs, generate, _matrix(table, root, where), root, where)
+    matrix = _matrix(table, root, where)
+    return ProjectConfig(name, env_prefix, package, specs, generate, matrix, root, where, _table_version(table, where))
 
 
 def _string(table: dict[str, Any], key: str, where: str, default: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import json
 import os
 import shutil
 import stat
@@ -238,13 +239,36 @@ def _project_of_matrix(reference: str | None, name: str) -> Project:
     return load_project(reference or name)
 
 
-def _matrix(args: argparse.Namespace) -> int:
-    import json
+def _extras(matrix: Matrix, *, check: bool) -> int:
+    """The meta-package's per-cell extras for the current project: printed as TOML, or (--check)
+    compared with its pyproject.toml, a drift check for the project's own CI."""
+    from torchwheel import config
+    from torchwheel.files import read_toml
+    from torchwheel.release.matrix import cell_extras, extras_drift
 
+    pyproject = config.find_pyproject(Path.cwd())
+    declared = config.read_pyproject(pyproject) if pyproject is not None else None
+    if pyproject is None or declared is None or declared.version is None:
+        raise SettingsError("matrix extras needs the project's pyproject.toml with its version; run it in the project")
+    if not check:
+        print("[project.optional-dependencies]")
+        for cell, pins in cell_extras(matrix, declared.version).items():
+            print(f"{cell} = {json.dumps(pins)}")
+        return 0
+    optional = read_toml(pyproject, "project file", "fix it").get("project", {}).get("optional-dependencies", {})
+    drift = extras_drift(matrix, declared.version, optional if isinstance(optional, dict) else {})
+    for line in drift:
+        print(f"torchwheel matrix extras: {pyproject}: {line}", file=sys.stderr)
+    return int(ExitCode.FAULTS_FOUND) if drift else 0
+
+
+def _matrix(args: argparse.Namespace) -> int:
     from torchwheel.release.matrix import matrix_json
     from torchwheel.release.workflow import workflow_text
 
     matrix, where = _load_matrix(args.matrix)
+    if args.action == "extras":
+        return _extras(matrix, check=args.check)
     if args.action == "ci":
         print(matrix_json(matrix))
     elif args.action == "workflow":
@@ -385,6 +409,12 @@ def _doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.project, as_json=args.json)
 
 
+def _init(args: argparse.Namespace) -> int:
+    from torchwheel.cli.init import run_init
+
+    return run_init(Path.cwd())
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="torchwheel", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -398,7 +428,8 @@ def parser() -> argparse.ArgumentParser:
     build.set_defaults(run=_build)
 
     matrix = commands.add_parser("matrix", help="the build matrix: cells, CI matrix, workflow")
-    matrix.add_argument("action", choices=("list", "ci", "workflow"))
+    matrix.add_argument("action", choices=("list", "ci", "workflow", "extras"))
+    matrix.add_argument("--check", action="store_true", help="with extras: exit 1 where pyproject.toml's differ")
     matrix.add_argument("--matrix", help=_MATRIX_HELP)
     matrix.add_argument("--json", action="store_true", help="with list: machine-readable")
     matrix.set_defaults(run=_matrix)
@@ -442,6 +473,11 @@ def parser() -> argparse.ArgumentParser:
     doctor.add_argument("project", nargs="*", help=projects)
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(run=_doctor)
+
+    init = commands.add_parser(
+        "init", help="write [tool.torchwheel] from ./setup.py's extensions, with a default matrix"
+    )
+    init.set_defaults(run=_init)
     return top
 
 

@@ -213,6 +213,12 @@ def _failure_line(failed: list[str], code: int, build_dir: Path, tail: deque[str
     what = ", ".join(dict.fromkeys(failed)) or "the build"
     errors = [line.strip() for line in tail if re.search(r"\berror\b", line, re.IGNORECASE)][:3]
     first = f"; first errors: {' | '.join(errors)}" if errors else ""
+    if any("Python.h" in line for line in errors):
+        # The usual PyInit__C stub of a setup.py extension: torch.ops.load_library loads ours instead.
+        first += (
+            "; torchwheel loads the library with torch.ops.load_library, not as a Python module: "
+            "drop Python.h and the PyInit_ stub, and register the ops with TORCH_LIBRARY"
+        )
     return (
         f"compiling {what} failed (ninja exit {code}){first}; build dir {build_dir} (full log: {build_dir}/build.log)"
     )

@@ -76,6 +76,9 @@ _VERSION_PREFIXES = ("GLIBC", "GLIBCXX", "CXXABI")
 _NEW_ABI = re.compile(r"__cxx11|\[abi:cxx11\]")
 _OLD_ABI = re.compile(r"\bstd::w?string\b|\bstd::(?:basic_string|list|basic_stringbuf|basic_[io]?stringstream)<")
 _MAJOR_MINOR = re.compile(r"^\d+\.\d+$")
+# The Python C API's symbols: an extension module's, not a torch library's (PyModule_Create2,
+# PyInit_..., _Py_NoneStruct, PyExc_...).
+_PYTHON_C_API = re.compile(r"_?Py[A-Z_]")
 # What pyelftools and auditwheel raise on a corrupted file (truncated, byte-flipped: offsets past
 # the end, counts that overrun a table, names that are not strings, ...), as tests/test_fuzz.py
 # finds them. Each becomes one AuditError naming the file; a bug of ours elsewhere still shows.
@@ -582,11 +585,17 @@ def _audit_file(
             + (f" (e.g. {abi.evidence[0]})" if abi.evidence else "")
             + f"; rebuild with -D_GLIBCXX_USE_CXX11_ABI={int(abi.torch)}"
         )
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
+    python_api = [name for name in missing if _PYTHON_C_API.match(name)]
+    if python_api:
         faults.append(
-            f"{len(missing)} undefined symbol{plural} that torch {target.version} and the system libraries "
-            f"do not define: {_some(missing)}; build against this torch"
+            f"uses the Python C API ({_some(python_api)}), which a library loaded by torch.ops.load_library "
+            "cannot reach; drop Python.h and the PyInit_ stub, and register the ops with TORCH_LIBRARY"
+        )
+    if other := [name for name in missing if name not in python_api]:
+        plural = "s" if len(other) > 1 else ""
+        faults.append(
+            f"{len(other)} undefined symbol{plural} that torch {target.version} and the system libraries "
+            f"do not define: {_some(other)}; build against this torch"
         )
     if disallowed:
         faults.append(

@@ -365,5 +365,24 @@ def _out_of_range(accelerator: _Accelerator, torch_series: str) -> str | None:
     return None
 
 
+def cell_extras(matrix: Matrix, version: str) -> dict[str, list[str]]:
+    """The meta-package's extras: one per cell, pulling that cell's variant at the same version."""
+    return {cell.id: [f"{cell.distribution}=={version}"] for cell in matrix.cells}
+
+
+def extras_drift(matrix: Matrix, version: str, declared: dict[str, Any]) -> list[str]:
+    """Where a pyproject's `[project.optional-dependencies]` differs from the matrix's extras; the
+    project's other extras (`dev`, `test`) are its own and not compared."""
+    expected = cell_extras(matrix, version)
+    drift = [f"extra {cell!r} is missing; add {cell} = {json.dumps(pins)}" for cell, pins in expected.items()
+             if cell not in declared]  # fmt: skip
+    drift += [f"extra {cell!r} is {json.dumps(declared[cell])}, the matrix gives {json.dumps(pins)}"
+              for cell, pins in expected.items() if cell in declared and declared[cell] != pins]  # fmt: skip
+    cell_like = re.compile(r"[a-z][a-z0-9]*-torch[0-9]+")
+    drift += [f"extra {name!r} names no cell of the matrix; remove it" for name in declared
+              if cell_like.fullmatch(name) and name not in expected]  # fmt: skip
+    return drift
+
+
 def matrix_json(matrix: Matrix) -> str:
     return json.dumps(matrix.github_matrix(), sort_keys=True)
