@@ -348,17 +348,18 @@ def test_the_loader_finds_the_shard_that_covers_the_gpu(first: Clone, tmp_path: 
         zipfile.ZipFile(wheel).extractall(site)
     code = f"""
 from pathlib import Path
-from torchwheel.project import Project
 from torchwheel.runtime.manifest import read_manifest
-from torchwheel.runtime.prebuilt_dirs import prebuilt_dirs
+from torchwheel.runtime.prebuilt_dirs import installed_variant_dirs
 from torchwheel.runtime.selection import RuntimeEnv, candidates_for
 from torchwheel.runtime.torch_install import TorchInstall
-project = Project("minfer", "MINFER", list, Path({str(site / "minfer")!r}))
-manifests = [read_manifest(d) for d in prebuilt_dirs(project)]
+manifests = [read_manifest(d) for d in installed_variant_dirs("minfer", [{str(site)!r}])]
 for gpu in ((8, 6), (9, 0)):
     runtime = RuntimeEnv(TorchInstall("2.14.1+cu130", True, "13.0", Path("/torch")), (gpu,))
     found = candidates_for("rmsnorm_bf16_cuda", manifests, runtime)
     print(gpu, [c.manifest.directory.name for c in found if c.rejection is None])
 """
     output = run(TORCH214, "-c", code, env=clean_env(PYTHONPATH=f"{first.path}/packages/torchwheel/src"))
-    assert output.splitlines() == ["(8, 6) ['cu130-torch214-sm8x']", "(9, 0) ['cu130-torch214-sm9x']"]
+    assert output.splitlines() == [
+        "(8, 6) ['minfer.cu130-torch214-sm8x.prebuilt']",
+        "(9, 0) ['minfer.cu130-torch214-sm9x.prebuilt']",
+    ]
