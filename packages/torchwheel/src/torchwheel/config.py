@@ -25,7 +25,7 @@ from typing import Any
 from torchwheel.errors import SettingsError, SpecError
 from torchwheel.files import read_regular, read_toml
 from torchwheel.project import Project
-from torchwheel.spec import DEVICES, JitSpec, check_unique_names
+from torchwheel.spec import DEVICES, SERIES_PATTERN, TORCH_ABIS, Device, JitSpec, TorchAbi, check_unique_names
 from torchwheel.tables import check_known_keys, kind_of, shown
 
 PYPROJECT = "pyproject.toml"
@@ -34,7 +34,20 @@ PACKAGED_TABLE = "project.json"
 PACKAGED_SOURCES = "src"
 
 # `variant` is the PEP 517 variant backend's own table (release/pep517.py), read there.
-_TOP_KEYS = frozenset({"name", "env_prefix", "package", "version", "spec", "generate_specs", "matrix", "variant"})
+_TOP_KEYS = frozenset(
+    {
+        "name",
+        "env_prefix",
+        "package",
+        "version",
+        "torch_abi",
+        "min_torch",
+        "spec",
+        "generate_specs",
+        "matrix",
+        "variant",
+    }
+)
 _SPEC_KEYS = frozenset(
     {
         "name",
@@ -46,6 +59,7 @@ _SPEC_KEYS = frozenset(
         "extra_cuda_cflags",
         "extra_ldflags",
         "after",
+        "torch_abi",
     }
 )
 _PATH_KEYS = ("sources", "torch_sources", "include_dirs")
@@ -59,10 +73,11 @@ class SpecTable:
     """One `[[tool.torchwheel.spec]]`: its paths are globs relative to the project's root."""
 
     name: str
-    device: str
+    device: Device
     paths: dict[str, tuple[str, ...]]  # sources, torch_sources, include_dirs
     flags: dict[str, tuple[str, ...]]  # extra_cflags, extra_cuda_cflags, extra_ldflags
     after: tuple[str, ...]  # specs whose ops this one's registrations need: loaded first
+    torch_abi: TorchAbi | None  # None: the project's
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,8 @@ class ProjectConfig:
     root: Path
     where: str  # the file it was read from, for messages
     version: str | None = None  # [project] version of a pyproject.toml that states it
+    torch_abi: TorchAbi = "full"  # the specs' default
+    min_torch: str | None = None  # the stable specs' minimum torch
 
     def make_specs(self) -> list[JitSpec]:
         specs = [self._spec(table) for table in self.specs]
@@ -91,7 +108,16 @@ class ProjectConfig:
 
     def _spec(self, table: SpecTable) -> JitSpec:
         paths = {key: self._matches(table, key, globs) for key, globs in table.paths.items()}
-        return JitSpec(name=table.name, device=table.device, root=self.root, **paths, **table.flags)  # type: ignore[arg-type]
+        abi = table.torch_abi or self.torch_abi
+        return JitSpec(
+            name=table.name,
+            device=table.device,
+            root=self.root,
+            torch_abi=abi,
+            min_torch=self.min_torch if abi == "stable" else None,
+            **paths,  # type: ignore[arg-type]
+            **table.flags,
+        )
 
     def _matches(self, table: SpecTable, key: str, globs: tuple[str, ...]) -> list[Path]:
         found: list[Path] = []
@@ -226,7 +252,30 @@ def parse_table(table: dict[str, Any], root: Path, where: str, distribution: str
             f"{where}: [tool.torchwheel] declares no spec; add a [[tool.torchwheel.spec]] table or generate_specs"
         )
     matrix = _matrix(table, root, where)
-    return ProjectConfig(name, env_prefix, package, specs, generate, matrix, root, where, _table_version(table, where))
+    abi, minimum = _abi(table, "[tool.torchwheel]", where, "full"), _string(table, "min_torch", where, None)
+    if minimum is not None and not SERIES_PATTERN.fullmatch(minimum):
+        raise SettingsError(f'{where}: [tool.torchwheel] min_torch = {minimum!r} is not major.minor; write e.g. "2.11"')
+    if minimum is None and (abi == "stable" or any(s.torch_abi == "stable" for s in specs)):
+        raise SettingsError(
+            f"{where}: [tool.torchwheel] has stable-ABI specs but no min_torch, the oldest torch they load into; "
+            'add min_torch = "2.11"'
+        )
+    version = _table_version(table, where)
+    return ProjectConfig(
+        name, env_prefix, package, specs, generate, matrix, root, where, version, abi or "full", minimum
+    )
+
+
+def _abi(table: dict[str, Any], label: str, where: str, default: TorchAbi | None) -> TorchAbi | None:
+    value = table.get("torch_abi", default)
+    if value is None:
+        return None
+    for abi in TORCH_ABIS:
+        if value == abi:
+            return abi
+    raise SettingsError(
+        f'{where}: {label} torch_abi = {shown(value)} is unknown; use "stable" or "full" (docs/config.md)'
+    )
 
 
 def _string(table: dict[str, Any], key: str, where: str, default: str | None) -> str | None:
@@ -254,12 +303,13 @@ def _spec_table(number: int, raw: object, where: str) -> SpecTable:
     if not isinstance(name, str):
         raise SettingsError(f'{where}: {label} has no name; add name = "<spec>" (it names the .so)')
     label = f"[[tool.torchwheel.spec]] {name!r}"
-    device = raw.get("device", "cpu")
-    if device not in DEVICES:
-        raise SettingsError(f"{where}: {label} device = {shown(device)} is unknown; use one of {', '.join(DEVICES)}")
+    value = raw.get("device", "cpu")
+    device = next((d for d in DEVICES if d == value), None)
+    if device is None:
+        raise SettingsError(f"{where}: {label} device = {shown(value)} is unknown; use one of {', '.join(DEVICES)}")
     paths = {key: _strings(raw, key, label, where) for key in _PATH_KEYS}
     flags = {key: _strings(raw, key, label, where) for key in _FLAG_KEYS}
-    return SpecTable(name, device, paths, flags, _strings(raw, "after", label, where))
+    return SpecTable(name, device, paths, flags, _strings(raw, "after", label, where), _abi(raw, label, where, None))
 
 
 def _matrix(table: dict[str, Any], root: Path, where: str) -> Path | dict[str, Any] | None:
@@ -284,7 +334,12 @@ def packaged_table(config: ProjectConfig) -> tuple[dict[str, Any], dict[str, Pat
     specs = []
     for table in config.specs:
         spec = config._spec(table)
-        entry: dict[str, Any] = {"name": spec.name, "device": spec.device, "after": list(table.after)}
+        entry: dict[str, Any] = {
+            "name": spec.name,
+            "device": spec.device,
+            "after": list(table.after),
+            "torch_abi": spec.torch_abi,
+        }
         for key in ("sources", "torch_sources"):
             entry[key] = [glob.escape(_carried(p, config.root, files)) for p in getattr(spec, key)]
         entry["include_dirs"] = []
@@ -296,6 +351,8 @@ def packaged_table(config: ProjectConfig) -> tuple[dict[str, Any], dict[str, Pat
         entry.update({key: list(getattr(spec, key)) for key in _FLAG_KEYS})
         specs.append(entry)
     data: dict[str, Any] = {"name": config.name, "env_prefix": config.env_prefix, "package": config.package}
+    if config.min_torch is not None:
+        data["min_torch"] = config.min_torch
     if specs:
         data["spec"] = specs
     if config.generate_specs:

@@ -18,6 +18,13 @@ from torchwheel.errors import SpecError
 NAME_PATTERN = re.compile(r"[a-z0-9_]+")
 Device = Literal["cpu", "cuda"]
 DEVICES: tuple[Device, ...] = get_args(Device)
+# How the binding units reach torch. "full": any torch header (ATen, c10, torch/library.h); the
+# binary loads into the one torch release it was built against. "stable": only torch's stable
+# ABI (torch/csrc/stable, torch/headeronly, the C shim), compiled with -DTORCH_TARGET_VERSION set
+# to `min_torch`; the binary loads into every torch from `min_torch` on.
+TorchAbi = Literal["full", "stable"]
+TORCH_ABIS: tuple[TorchAbi, ...] = get_args(TorchAbi)
+SERIES_PATTERN = re.compile(r"[0-9]+\.[0-9]+")
 CXX_SUFFIXES = frozenset({".cpp", ".cc", ".cxx", ".c"})
 CUDA_SUFFIXES = frozenset({".cu"})
 
@@ -46,7 +53,7 @@ class JitSpec:
     only one kind: a single binding unit that holds the kernels too is the usual start.
     `root` is the directory that source names are relative to in the cache key and in the
     binary (`-ffile-prefix-map`), so that a checkout's location never changes either; by
-    default, the sources' common directory.
+    default, the sources' common directory. `torch_abi` and `min_torch`: see `TorchAbi`.
     """
 
     name: str
@@ -58,6 +65,8 @@ class JitSpec:
     extra_cuda_cflags: tuple[str, ...]
     extra_ldflags: tuple[str, ...]
     root: Path
+    torch_abi: TorchAbi
+    min_torch: str | None  # major.minor; set exactly for a stable spec
 
     def __init__(
         self,
@@ -70,6 +79,8 @@ class JitSpec:
         extra_cuda_cflags: FlagsArg = (),
         extra_ldflags: FlagsArg = (),
         root: PathArg | None = None,
+        torch_abi: TorchAbi = "full",
+        min_torch: str | None = None,
     ) -> None:
         set_ = object.__setattr__  # frozen: fields are set once, here
         set_(self, "name", name)
@@ -80,6 +91,8 @@ class JitSpec:
         set_(self, "extra_cflags", _flags(extra_cflags))
         set_(self, "extra_cuda_cflags", _flags(extra_cuda_cflags))
         set_(self, "extra_ldflags", _flags(extra_ldflags))
+        set_(self, "torch_abi", torch_abi)
+        set_(self, "min_torch", min_torch)
         self._validate()
         if root is None:
             set_(self, "root", Path(os.path.commonpath([p.parent for p in self.all_sources])))
@@ -96,12 +109,29 @@ class JitSpec:
     def all_sources(self) -> tuple[Path, ...]:
         return self.sources + self.torch_sources
 
+    def _validate_abi(self) -> None:
+        if self.torch_abi not in TORCH_ABIS:
+            raise SpecError(f"JitSpec {self.name!r}: torch_abi {self.torch_abi!r} is unknown; use one of {TORCH_ABIS}")
+        if self.torch_abi == "stable" and not (
+            isinstance(self.min_torch, str) and SERIES_PATTERN.fullmatch(self.min_torch)
+        ):
+            raise SpecError(
+                f"JitSpec {self.name!r}: a stable-ABI spec needs min_torch, the oldest torch it loads into, as "
+                f'major.minor (got {self.min_torch!r}); pass e.g. min_torch="2.11"'
+            )
+        if self.torch_abi == "full" and self.min_torch is not None:
+            raise SpecError(
+                f"JitSpec {self.name!r}: min_torch is for stable-ABI specs; a full-ABI binary loads into the "
+                'torch it was built against only: drop min_torch or pass torch_abi="stable"'
+            )
+
     def _validate(self) -> None:
         if not isinstance(self.name, str) or not NAME_PATTERN.fullmatch(self.name):
             raise SpecError(
                 f"JitSpec name {self.name!r} is invalid; use only lowercase letters, digits and "
                 "'_' (it names the .so file and the cache entry)"
             )
+        self._validate_abi()
         if self.device not in DEVICES:
             raise SpecError(f"JitSpec {self.name!r}: device {self.device!r} is unknown; use one of {DEVICES}")
         if not self.all_sources:

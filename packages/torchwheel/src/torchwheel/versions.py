@@ -54,3 +54,10 @@ def cuda_pair(version: str | None) -> tuple[int, int] | None:
     if parsed.local or parsed.pre or parsed.post or parsed.dev or parsed.epoch or len(parsed.release) < 2:
         return None
     return parsed.major, parsed.minor
+
+
+def torch_target_version(series: str) -> str:
+    """`-DTORCH_TARGET_VERSION` for a torch series: torch's own layout (torch/headeronly/version.h),
+    major in the top byte, minor in the next, the rest zero: "2.11" -> "0x020b000000000000"."""
+    major, minor = (int(part) for part in series.split("."))
+    return f"0x{(major << 56) | (minor << 48):016x}"

@@ -383,7 +383,10 @@ def _audit(args: argparse.Namespace) -> int:
             ) from error
     if args.torch_version:
         require_torch_version(target, args.torch_version)
-    report = audit_paths([Path(p) for p in args.paths], target, policy=args.policy, strict=args.strict)
+    minimum = (
+        TorchInstall.probe(_interpreter(args.min_torch_python, "--min-torch-python")) if args.min_torch_python else None
+    )
+    report = audit_paths([Path(p) for p in args.paths], target, policy=args.policy, strict=args.strict, minimum=minimum)
     if args.json:
         print(report.to_json(), end="")
     else:
@@ -453,6 +456,9 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--policy", help="target manylinux policy (default: the tag of torch's own wheel)")
     audit.add_argument("--strict", action="store_true", help="fail files that need a newer glibc too")
     audit.add_argument("--json", action="store_true", help="print the report as JSON (sorted keys)")
+    audit.add_argument(
+        "--min-torch-python", help="for stable-ABI files: check their shim calls against this interpreter's torch"
+    )
     audit.set_defaults(run=_audit)
 
     cache = commands.add_parser("cache", help="list or evict JIT cache entries")

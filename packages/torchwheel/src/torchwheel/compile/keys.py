@@ -66,13 +66,26 @@ def key_inputs(spec: JitSpec, target: BuildTarget) -> dict[str, object]:
         "include_dirs": [_name_in_key(spec, p) for p in spec.include_dirs],
         "flags": asdict(spec_flags(spec, target)),
         "arch_list": format_arch_list(archs) if (archs := target.archs_for(spec)) else None,
-        "torch": {
-            "version": target.torch.version,
-            "cxx11_abi": target.torch.cxx11_abi,
+        "torch": _torch_inputs(spec, target),
+        "toolchain": target.toolchain.identity(),
+    }
+
+
+def _torch_inputs(spec: JitSpec, target: BuildTarget) -> dict[str, object]:
+    """What of the target torch changes the binary. For a stable spec, its target version and
+    not the running torch's: an entry JIT-built under one torch serves the next one too. Its C++11
+    ABI is fixed by flags.py, so the torch's does not split entries."""
+    if spec.torch_abi == "stable":
+        return {
+            "stable_abi": spec.min_torch,
             "cxx_standard": target.cxx_standard,
             "cuda_version": target.torch.cuda_version,
-        },
-        "toolchain": target.toolchain.identity(),
+        }
+    return {
+        "version": target.torch.version,
+        "cxx11_abi": target.torch.cxx11_abi,
+        "cxx_standard": target.cxx_standard,
+        "cuda_version": target.torch.cuda_version,
     }
 
 

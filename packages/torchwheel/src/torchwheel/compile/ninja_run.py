@@ -219,6 +219,11 @@ def _failure_line(failed: list[str], code: int, build_dir: Path, tail: deque[str
             "; torchwheel loads the library with torch.ops.load_library, not as a Python module: "
             "drop Python.h and the PyInit_ stub, and register the ops with TORCH_LIBRARY"
         )
+    if any("TORCH_TARGET_VERSION" in line for line in errors):
+        first += (
+            "; a stable-ABI spec's units may include only torch/csrc/stable, torch/headeronly and the C shim: "
+            'the header named above is not one of them (or make the spec torch_abi = "full")'
+        )
     return (
         f"compiling {what} failed (ninja exit {code}){first}; build dir {build_dir} (full log: {build_dir}/build.log)"
     )

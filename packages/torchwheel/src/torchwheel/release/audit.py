@@ -48,9 +48,10 @@ from elftools.elf.sections import SymbolTableSection
 from packaging.tags import parse_tag
 
 from torchwheel.errors import AuditError, SettingsError, ToolchainError
-from torchwheel.runtime.manifest import MANIFEST_NAME, read_manifest
+from torchwheel.runtime.manifest import MANIFEST_NAME, ManifestEntry, read_manifest
 from torchwheel.runtime.torch_install import TorchInstall
 from torchwheel.runtime.trust import NotRegularFile, open_regular
+from torchwheel.spec import TorchAbi
 
 # Torch's own libraries that an extension links against; the CUDA pair exists only in CUDA builds.
 TORCH_LIBRARIES = ("libc10.so", "libtorch_cpu.so", "libtorch.so", "libc10_cuda.so", "libtorch_cuda.so")
@@ -79,6 +80,10 @@ _MAJOR_MINOR = re.compile(r"^\d+\.\d+$")
 # The Python C API's symbols: an extension module's, not a torch library's (PyModule_Create2,
 # PyInit_..., _Py_NoneStruct, PyExc_...).
 _PYTHON_C_API = re.compile(r"_?Py[A-Z_]")
+# torch's C++ namespaces, which a stable-ABI build must not call into, and the C shim's functions
+# (torch/csrc/inductor/aoti_torch/c/shim.h, torch/csrc/stable/c/shim.h), which it calls instead.
+_TORCH_CXX_NAMESPACES = ("c10::", "at::", "torch::", "caffe2::")
+_SHIM = re.compile(r"(aoti_torch_|torch_)[a-z0-9_]+$")
 # What pyelftools and auditwheel raise on a corrupted file (truncated, byte-flipped: offsets past
 # the end, counts that overrun a table, names that are not strings, ...), as tests/test_fuzz.py
 # finds them. Each becomes one AuditError naming the file; a bug of ours elsewhere still shows.
@@ -137,6 +142,19 @@ class AbiCheck:
     @property
     def consistent(self) -> bool:
         return self.built_with in (None, self.torch) and not self.evidence
+
+
+@dataclass(frozen=True)
+class BuiltAs:
+    """What a file was built as, where a manifest says it (else the audit assumes full ABI)."""
+
+    cxx11_abi: bool | None
+    torch_abi: TorchAbi = "full"
+    min_torch: str | None = None  # a stable build's minimum torch, major.minor
+
+    @classmethod
+    def of(cls, entry: ManifestEntry) -> BuiltAs:
+        return cls(entry.cxx11_abi, entry.torch_abi, entry.min_torch)
 
 
 @dataclass(frozen=True)
@@ -209,27 +227,37 @@ class AuditReport:
 
 
 def audit_paths(
-    paths: Sequence[Path], target: TorchInstall, policy: str | None = None, strict: bool = False
+    paths: Sequence[Path],
+    target: TorchInstall,
+    policy: str | None = None,
+    strict: bool = False,
+    minimum: TorchInstall | None = None,
 ) -> AuditReport:
     """Audit every `.so` in `paths` (files, directories searched recursively, or wheels) against
-    the target torch and a manylinux policy (default: the one torch's own wheel is tagged with)."""
+    the target torch and a manylinux policy (default: the one torch's own wheel is tagged with).
+    `minimum`: the oldest torch a stable-ABI file claims to load into, where it is at hand."""
     if not paths:
         raise AuditError("nothing to audit; pass a .so file, a build directory or a wheel")
     with ExitStack() as stack:
         found = [item for path in paths for item in _shared_objects(path, stack)]
-        return audit_files(found, target, policy, strict)
+        return audit_files(found, target, policy, strict, minimum)
 
 
 def audit_files(
-    found: Sequence[tuple[str, Path, bool | None]], target: TorchInstall, policy: str | None, strict: bool
+    found: Sequence[tuple[str, Path, BuiltAs | None]],
+    target: TorchInstall,
+    policy: str | None,
+    strict: bool,
+    minimum: TorchInstall | None = None,
 ) -> AuditReport:
-    """Audit (display name, file, the C++11 ABI flag it was built with) triples: what the release
-    driver calls on fresh build outputs, before anything is published."""
-    with _Resolver(target) as resolver:
+    """Audit (display name, file, what it was built as) triples: what the release driver calls
+    on fresh build outputs, before anything is published."""
+    with _Resolver(target) as resolver, ExitStack() as stack:
+        oldest = stack.enter_context(_Resolver(minimum)) if minimum is not None else None
         files = []
         meets = []
-        for display, so, built_with in found:
-            report, met = _audit_file(display, so, built_with, target, resolver, policy, strict)
+        for display, so, built in found:
+            report, met = _audit_file(display, so, built, target, (resolver, oldest), policy, strict)
             files.append(report)
             meets.append(met)
     tag = min(meets).name  # the least compatible file decides; policies order by priority
@@ -285,7 +313,7 @@ def torch_policy(target: TorchInstall, arch: str = "x86_64") -> str:
 # --- finding the files ------------------------------------------------------------------------
 
 
-def _shared_objects(path: Path, stack: ExitStack) -> Iterator[tuple[str, Path, bool | None]]:
+def _shared_objects(path: Path, stack: ExitStack) -> Iterator[tuple[str, Path, BuiltAs | None]]:
     """(display name, file on disk, the manifest's C++11 ABI flag) for each `.so` under `path`.
 
     Judged by `stat` before anything is opened: a FIFO or a device (or a link to one) where a
@@ -305,7 +333,7 @@ def _shared_objects(path: Path, stack: ExitStack) -> Iterator[tuple[str, Path, b
         yield from _under(unpacked, unpacked, str(path))
     else:
         # A lone .so may sit in a prebuilt dir: <dir>/manifest.json, <dir>/<name>/<name>.so.
-        yield str(path), path, _manifest_flag(path, path.parent.parent)
+        yield str(path), path, _built_as(path, path.parent.parent)
 
 
 def _mode(path: Path, what: str) -> int:
@@ -352,7 +380,7 @@ def _unpack_wheel(wheel: Path, into: Path) -> None:
         ) from None
 
 
-def _under(root: Path, search: Path, display: str) -> Iterator[tuple[str, Path, bool | None]]:
+def _under(root: Path, search: Path, display: str) -> Iterator[tuple[str, Path, BuiltAs | None]]:
     """Every `*.so` under `search`. One that is a FIFO, a device or a dangling link is refused in
     one line rather than skipped: an audit that passed over it would pass a tree it never read.
     A directory named `*.so` is no file to audit; its contents are searched like any other."""
@@ -373,11 +401,11 @@ def _under(root: Path, search: Path, display: str) -> Iterator[tuple[str, Path, 
     if not files:
         raise AuditError(f"no .so file in {display}; pass a build directory or wheel that holds built .so files")
     for shown, so in files:
-        yield shown, so, _manifest_flag(so, root)
+        yield shown, so, _built_as(so, root)
 
 
-def _manifest_flag(so: Path, top: Path) -> bool | None:
-    """The C++11 ABI flag that a manifest.json between `so` and `top` records for `so`."""
+def _built_as(so: Path, top: Path) -> BuiltAs | None:
+    """What a manifest.json between `so` and `top` records of `so`."""
     so, top = so.absolute(), top.absolute()
     for directory in so.parents:
         if directory != top and top not in directory.parents:
@@ -386,7 +414,7 @@ def _manifest_flag(so: Path, top: Path) -> bool | None:
             manifest = read_manifest(directory)
             for entry in manifest.entries.values():
                 if _same_file(manifest.path_of(entry), so):
-                    return entry.cxx11_abi
+                    return BuiltAs.of(entry)
         if directory == top:
             return None
     return None
@@ -550,12 +578,14 @@ def _open_elf(stream: BinaryIO, display: str) -> ELFFile:
 def _audit_file(
     display: str,
     so: Path,
-    built_with: bool | None,
+    built: BuiltAs | None,
     target: TorchInstall,
-    resolver: _Resolver,
+    resolvers: tuple[_Resolver, _Resolver | None],
     policy: str | None,
     strict: bool,
 ) -> tuple[FileReport, Policy]:
+    resolver, oldest = resolvers
+    stable = built is not None and built.torch_abi == "stable"
     elf = _read_elf(so, display)  # first: it refuses what would send lddtree into a long loop
     tree = resolver.tree(so, display)
     try:
@@ -569,7 +599,8 @@ def _audit_file(
     # auditwheel's own analysis (the one `auditwheel show` reports as sym_tag) gives the tag.
     met = _policies(arch).versioned_symbols_policy({k: set(v) for k, v in elf.versions.items()})
     policy_check = _policy_check(elf, names, met, target_policy)
-    abi = _abi_check(elf, names, target.cxx11_abi, built_with)
+    # A stable build's C++11 ABI is its own (no libstdc++ type crosses the stable ABI): unchecked.
+    abi = _abi_check(elf, names, target.cxx11_abi, None if built is None else built.cxx11_abi, checked=not stable)
     missing = tuple(sorted(names.get(u.name, u.name) for u in resolver.missing(elf, tree)))
     allowed = resolver.allowed_needed
     disallowed = tuple(n for n in elf.needed if n not in allowed and not n.startswith("ld-linux"))
@@ -577,6 +608,9 @@ def _audit_file(
 
     faults: list[str] = []
     warnings: list[str] = []
+    if stable:
+        assert built is not None and built.min_torch is not None
+        faults += _stable_faults(elf, names, built.min_torch, oldest, warnings)
     if not abi.consistent:
         shown = {True: "1", False: "0", None: "unknown"}
         faults.append(
@@ -585,18 +619,7 @@ def _audit_file(
             + (f" (e.g. {abi.evidence[0]})" if abi.evidence else "")
             + f"; rebuild with -D_GLIBCXX_USE_CXX11_ABI={int(abi.torch)}"
         )
-    python_api = [name for name in missing if _PYTHON_C_API.match(name)]
-    if python_api:
-        faults.append(
-            f"uses the Python C API ({_some(python_api)}), which a library loaded by torch.ops.load_library "
-            "cannot reach; drop Python.h and the PyInit_ stub, and register the ops with TORCH_LIBRARY"
-        )
-    if other := [name for name in missing if name not in python_api]:
-        plural = "s" if len(other) > 1 else ""
-        faults.append(
-            f"{len(other)} undefined symbol{plural} that torch {target.version} and the system libraries "
-            f"do not define: {_some(other)}; build against this torch"
-        )
+    faults += _missing_faults(missing, target)
     if disallowed:
         faults.append(
             f"needs {', '.join(disallowed)}: not torch {target.version}'s libraries, its CUDA runtime or "
@@ -632,6 +655,53 @@ def _audit_file(
     return report, met
 
 
+def _missing_faults(missing: Sequence[str], target: TorchInstall) -> list[str]:
+    """Check 3: undefined symbols that nothing at run time defines."""
+    faults = []
+    python_api = [name for name in missing if _PYTHON_C_API.match(name)]
+    if python_api:
+        faults.append(
+            f"uses the Python C API ({_some(python_api)}), which a library loaded by torch.ops.load_library "
+            "cannot reach; drop Python.h and the PyInit_ stub, and register the ops with TORCH_LIBRARY"
+        )
+    if other := [name for name in missing if name not in python_api]:
+        plural = "s" if len(other) > 1 else ""
+        faults.append(
+            f"{len(other)} undefined symbol{plural} that torch {target.version} and the system libraries "
+            f"do not define: {_some(other)}; build against this torch"
+        )
+    return faults
+
+
+def _stable_faults(
+    elf: _Elf, names: Mapping[str, str], min_torch: str, oldest: _Resolver | None, warnings: list[str]
+) -> list[str]:
+    """Check 5, for a stable-ABI file: it may leave undefined only C shim functions and system
+    symbols. Any mangled c10::, at:: or torch:: symbol ties it to one torch's C++ API; a shim
+    function that its minimum torch lacks fails to load there."""
+    faults = []
+    cxx_api = sorted(
+        shown for u in elf.undefined if (shown := names.get(u.name, u.name)).startswith(_TORCH_CXX_NAMESPACES)
+    )
+    if cxx_api:
+        faults.append(
+            f"a stable-ABI build that uses torch's C++ API: {_some(cxx_api)}; include only torch/csrc/stable, "
+            "torch/headeronly and the C shim, and call the shim instead"
+        )
+    shims = sorted(u.name for u in elf.undefined if u.version is None and _SHIM.match(u.name))
+    if oldest is None:
+        warnings.append(
+            f"torch {min_torch} (its minimum) is not at hand: its {len(shims)} shim functions were checked "
+            "against the build's torch only; pass --min-torch-python to check them against the minimum"
+        )
+    elif lacking := oldest.lacking(shims):
+        faults.append(
+            f"calls shim functions that torch {oldest.version} (the minimum it claims) does not export: "
+            f"{_some(lacking)}; raise min_torch or avoid them"
+        )
+    return faults
+
+
 def _policy_check(elf: _Elf, names: Mapping[str, str], met: Policy, target: Policy) -> PolicyCheck:
     highest: dict[str, tuple[tuple[int, ...], str]] = {}
     exceeding_versions: set[tuple[str, str]] = set()
@@ -661,7 +731,11 @@ def _policy_check(elf: _Elf, names: Mapping[str, str], met: Policy, target: Poli
     )
 
 
-def _abi_check(elf: _Elf, names: Mapping[str, str], torch: bool, built_with: bool | None) -> AbiCheck:
+def _abi_check(
+    elf: _Elf, names: Mapping[str, str], torch: bool, built_with: bool | None, *, checked: bool = True
+) -> AbiCheck:
+    if not checked:
+        return AbiCheck(torch=torch, built_with=None, symbols=None, evidence=())
     readable = {names.get(n, n) for n in [*(u.name for u in elf.undefined), *elf.defined]}
     new = sorted(d for d in readable if _NEW_ABI.search(d))
     old = sorted(d for d in readable if _OLD_ABI.search(d))
@@ -681,6 +755,7 @@ class _Resolver:
     A versioned symbol is bound to its library by the version, so check 1 and 4 cover it."""
 
     def __init__(self, target: TorchInstall) -> None:
+        self.version = target.version
         self._torch_names = [n for n in TORCH_LIBRARIES if (target.library_dir / n).is_file()]
         self._torch_dir = target.library_dir
         cuda = f"libcudart.so.{target.cuda_version.split('.')[0]}" if target.cuda_version else None
@@ -715,6 +790,11 @@ class _Resolver:
                 libraries.append(found.realpath)
         tables = [self._table(path) for path in libraries]
         return [u for u in wanted if not any(table(u.name) for table in tables)]
+
+    def lacking(self, names: Sequence[str]) -> list[str]:
+        """Which of `names` no library of this torch exports."""
+        tables = [self._table(self._torch_dir / n) for n in self._torch_names]
+        return [name for name in names if not any(table(name) for table in tables)]
 
     def _table(self, path: Path) -> Callable[[str], bool]:
         if path not in self._opened:

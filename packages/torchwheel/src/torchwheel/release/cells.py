@@ -113,7 +113,7 @@ def build_variant(cell: VariantCell, build: CellBuild, say: Callable[[str], None
     """Build, audit and wheel the cell: one ninja run for all its parts, each wheel tagged with
     the manylinux policy its audit found. A failing audit writes no wheel."""
     target = _cell_target(cell, build)
-    specs = tuple(s for s in build.project.make_specs() if s.device in cell.devices)
+    specs = cell_specs(cell, build.project.make_specs(), target.torch)
     plan = plan_parts(cell, specs, target, build.build_root, split=cell.split == "arch-family")
     built = _build_plan(cell, plan, build)
     steps, seconds = built.steps_run, built.seconds
@@ -140,6 +140,36 @@ def build_variant(cell: VariantCell, build: CellBuild, say: Callable[[str], None
     if not wheels:
         wheels = _write_wheels(cell, plan, built.parts, build, check_limit=True)
     return VariantResult(cell, wheels, steps, seconds, tuple(p.audit for p in built.parts if p.audit))
+
+
+def cell_specs(cell: VariantCell, specs: Sequence[JitSpec], torch: TorchInstall) -> tuple[JitSpec, ...]:
+    """The specs a cell builds: those of its devices and its kind of ABI (a project may have both
+    kinds; each wheel holds one). A stable cell's torch must be at least its specs' minimum."""
+    chosen = tuple(s for s in specs if s.device in cell.devices and s.torch_abi == cell.torch_abi)
+    if not chosen:
+        raise SettingsError(
+            f"cell {cell.id} builds the {cell.torch_abi}-ABI specs of {cell.project}, and it has none for "
+            f"{'/'.join(cell.devices)}; set [project] abis in the matrix to the kinds the project has"
+        )
+    too_new = sorted(
+        {s.min_torch for s in chosen if s.min_torch and _series_key(s.min_torch) > _series_key(torch.series)}
+    )
+    if too_new:
+        raise SettingsError(
+            f"cell {cell.id} builds against torch {torch.version}, older than its specs' stable minimum "
+            f"{too_new[-1]}; build it against a newer torch (the matrix's [project] min_torch keeps it out)"
+        )
+    return chosen
+
+
+def _series_key(series: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in series.split("."))
+
+
+def stable_minimum(specs: Sequence[JitSpec]) -> str | None:
+    """The torch a stable wheel requires at least: the newest of its specs' minimums."""
+    minimums = [s.min_torch for s in specs if s.min_torch is not None]
+    return max(minimums, key=_series_key) if minimums else None
 
 
 def plan_parts(
@@ -233,18 +263,24 @@ def _write_wheels(
 
 def _write_wheel(published: PublishedPart, distribution: str, extra: tuple[str, ...], build: CellBuild) -> Path:
     part, name = published.part, build.project.name
-    series = part.target.torch.series
     assert published.audit is not None
+    minimum = stable_minimum(part.specs)
+    # A full-ABI wheel serves its torch series; a stable one, every torch from its minimum on.
+    torch_range, requirement = (
+        (f"torch {part.target.torch.series}", f"torch=={part.target.torch.series}.*")
+        if minimum is None
+        else (f"torch {minimum} and later (stable ABI)", f"torch>={minimum}")
+    )
     contents = WheelContents(
         distribution=distribution,
         version=build.version,
-        summary=f"Prebuilt {name} kernels for torch {series} ({part.part_id})",
+        summary=f"Prebuilt {name} kernels for {torch_range} ({part.part_id})",
         description=(
-            f"Compiled libraries of `{name}` for torch {series} ({part.part_id}), and their "
+            f"Compiled libraries of `{name}` for {torch_range} ({part.part_id}), and their "
             f"manifest: no Python code. Install `{name}` with it; its loader uses these where "
             "they match the running torch, CUDA and GPU, and compiles what they lack on first use.\n"
         ),
-        requires=(f"torch=={series}.*", f"{name}=={build.version}", *extra),
+        requires=(requirement, f"{name}=={build.version}", *extra),
         files=variant_files(
             part.prebuilt_dir, variant_dir_name(name, part.part_id), [e.name for e in published.entries]
         ),

@@ -18,10 +18,13 @@ from packaging.version import InvalidVersion, Version
 from torchwheel.arch import format_arch_list, parse_arch_list
 from torchwheel.errors import SettingsError
 from torchwheel.files import read_toml
+from torchwheel.spec import TORCH_ABIS, TorchAbi
 from torchwheel.tables import check_known_keys, kind_of, shown
 from torchwheel.versions import parse_version
 
 DEFAULT_TEMPLATE = "{name}-{accel}-torch{torch}"
+# A stable-ABI cell serves every torch from its minimum on: one per accelerator, no torch in its name.
+DEFAULT_STABLE_TEMPLATE = "{name}-{accel}"
 
 # How a cell's CUDA specs are laid out in wheels: all in the cell's wheel, or one wheel per GPU
 # arch family (for cells whose wheel would exceed max_wheel_mb; see cells.py).
@@ -40,9 +43,15 @@ class VariantCell:
     arch_list: str | None  # normalised, e.g. "7.5;8.0;9.0;12.0+PTX"
     distribution: str  # "minfer-cu130-torch214"
     split: Split = "auto"
+    # "full": the project's full-ABI specs, for this torch series only. "stable": its stable-ABI
+    # specs, built against this (the newest) series of the accelerator, for every torch from their
+    # minimum on; the cell is the accelerator's alone (`cu130`).
+    torch_abi: TorchAbi = "full"
 
     @property
     def id(self) -> str:
+        if self.torch_abi == "stable":
+            return self.accel
         return f"{self.accel}-torch{self.torch_series.replace('.', '')}"
 
     @property
@@ -59,6 +68,7 @@ class VariantCell:
             "cuda": self.cuda,
             "arch_list": self.arch_list,
             "distribution": self.distribution,
+            "torch_abi": self.torch_abi,
         }
 
 
@@ -98,11 +108,10 @@ def load_matrix(path: Path) -> Matrix:
 # The keys each table may hold: a misspelt one (max-torch) would otherwise be ignored in silence
 # and build cells nobody asked for.
 _TOP_KEYS = frozenset({"project", "torch", "accelerators", "exclude"})
-_PROJECT_KEYS = frozenset({"name", "distribution", "max_wheel_mb"})
+_PROJECT_KEYS = frozenset({"name", "distribution", "stable_distribution", "abis", "min_torch", "max_wheel_mb"})
 _ACCELERATOR_KEYS = frozenset({"cuda", "arch_list", "min_torch", "max_torch", "split"})
 _EXCLUDE_KEYS = frozenset({"accel", "torch", "reason"})
 _TEMPLATE_FIELDS = ("name", "accel", "torch")
-_TEMPLATE_REMEDY = 'use only {name}, {accel} and {torch} in it, e.g. "{name}-{accel}-torch{torch}"'
 # Names as cell ids, job names and wheel names use them: "cpu", "cu130", "rocm63".
 _ACCEL_NAME = re.compile(r"[a-z][a-z0-9]*")
 _SERIES = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -117,10 +126,16 @@ _MAX_WHEEL_MB = 1_000_000
 class _ProjectTable:
     name: str
     template: str
+    stable_template: str
+    abis: tuple[TorchAbi, ...]  # which kinds of cell the matrix has
     max_wheel_bytes: int
+    min_torch: Version | None  # the stable specs' minimum: no older series can build a stable cell
 
     def distribution(self, accel: str, torch_series: str) -> str:
         return self.template.format(name=self.name, accel=accel, torch=torch_series.replace(".", ""))
+
+    def stable_distribution(self, accel: str) -> str:
+        return self.stable_template.format(name=self.name, accel=accel)
 
 
 @dataclass(frozen=True)
@@ -139,8 +154,11 @@ def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
     series = _torch_series(data, where)
     accelerators = _accelerators(data, where)
     excluded_pairs = _exclusions(data, accelerators, series, where)
-    cells, excluded = [], []
-    for accelerator in accelerators.values():
+    cells: list[VariantCell] = []
+    excluded: list[tuple[str, str]] = []
+    if "stable" in project.abis:
+        _stable_cells(project, accelerators, series, excluded_pairs, cells, excluded)
+    for accelerator in accelerators.values() if "full" in project.abis else ():
         for torch_series, torch_version in series.items():
             cell = VariantCell(
                 project=project.name,
@@ -159,6 +177,44 @@ def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
                 cells.append(cell)
     _distinct_distributions(cells, project.template, where)
     return Matrix(project.name, project.max_wheel_bytes, tuple(cells), tuple(excluded))
+
+
+def _stable_cells(
+    project: _ProjectTable,
+    accelerators: dict[str, _Accelerator],
+    series: dict[str, str],
+    excluded_pairs: dict[tuple[str, str], str],
+    cells: list[VariantCell],
+    excluded: list[tuple[str, str]],
+) -> None:
+    """One stable cell per accelerator, built against the newest torch series it has (a newer
+    torch's headers, with the minimum as target, may hold fixes; they never raise the minimum)."""
+    for accelerator in accelerators.values():
+        usable = [
+            s
+            for s in series
+            if not excluded_pairs.get((accelerator.accel, s))
+            and not _out_of_range(accelerator, s)
+            and (project.min_torch is None or parse_version(s) >= project.min_torch)
+        ]
+        if not usable:
+            floor = f" and at least the stable minimum {project.min_torch}" if project.min_torch else ""
+            excluded.append((accelerator.accel, f"no torch series of the matrix is in its range{floor}"))
+            continue
+        newest = max(usable, key=lambda s: tuple(int(p) for p in s.split(".")))
+        cells.append(
+            VariantCell(
+                project=project.name,
+                accel=accelerator.accel,
+                torch_series=newest,
+                torch_version=series[newest],
+                cuda=accelerator.cuda,
+                arch_list=accelerator.arch_list,
+                distribution=project.stable_distribution(accelerator.accel),
+                split=accelerator.split,
+                torch_abi="stable",
+            )
+        )
 
 
 def _table(data: dict[str, Any], key: str, where: str, example: str) -> dict[str, Any]:
@@ -180,22 +236,47 @@ def _project_table(data: dict[str, Any], where: str) -> _ProjectTable:
             f"{where}: [project] name = {shown(name)} is not a project name; write the torchwheel project's "
             'name as a string of letters, digits, "-", "_" and ".", e.g. name = "minfer"'
         )
-    template = _template(table.get("distribution", DEFAULT_TEMPLATE), name, where)
-    return _ProjectTable(name, template, _max_wheel_bytes(table.get("max_wheel_mb", 100), where))
+    template = _template(table.get("distribution", DEFAULT_TEMPLATE), name, where, "distribution")
+    stable = _template(table.get("stable_distribution", DEFAULT_STABLE_TEMPLATE), name, where, "stable_distribution")
+    max_bytes = _max_wheel_bytes(table.get("max_wheel_mb", 100), where)
+    return _ProjectTable(name, template, stable, _abis(table, where), max_bytes, _min_torch(table, where))
 
 
-def _template(template: object, name: str, where: str) -> str:
-    """The distribution-name template, checked field by field before it is ever formatted."""
-    label = f"{where}: [project] distribution = {shown(template)}"
+def _min_torch(table: dict[str, Any], where: str) -> Version | None:
+    minimum = table.get("min_torch")
+    if minimum is None:
+        return None
+    if not isinstance(minimum, str) or not _SERIES.fullmatch(minimum):
+        raise SettingsError(f'{where}: [project] min_torch = {shown(minimum)} is not major.minor; write e.g. "2.11"')
+    return _version(minimum, "[project] min_torch", where)
+
+
+def _abis(table: dict[str, Any], where: str) -> tuple[TorchAbi, ...]:
+    value = table.get("abis", ["full"])
+    if not isinstance(value, list) or not value or any(v not in TORCH_ABIS for v in value):
+        raise SettingsError(
+            f'{where}: [project] abis = {shown(value)} must list "full" (a cell per accelerator and torch), '
+            '"stable" (a cell per accelerator) or both; write e.g. abis = ["stable"]'
+        )
+    return tuple(abi for abi in TORCH_ABIS if abi in value)
+
+
+def _template(template: object, name: str, where: str, key: str) -> str:
+    """A distribution-name template, checked field by field before it is ever formatted. A
+    stable cell's name has no torch in it: it serves them all."""
+    allowed = _TEMPLATE_FIELDS if key == "distribution" else ("name", "accel")
+    example = DEFAULT_TEMPLATE if key == "distribution" else DEFAULT_STABLE_TEMPLATE
+    remedy = f"use only {', '.join('{' + f + '}' for f in allowed)} in it, e.g. {example!r}"
+    label = f"{where}: [project] {key} = {shown(template)}"
     if not isinstance(template, str):
-        raise SettingsError(f"{label} is {kind_of(template)}, not a string; {_TEMPLATE_REMEDY}")
+        raise SettingsError(f"{label} is {kind_of(template)}, not a string; {remedy}")
     try:
         fields = [(f, spec, conversion) for _, f, spec, conversion in Formatter().parse(template) if f is not None]
     except ValueError as error:
-        raise SettingsError(f"{label} is not a name template ({error}); {_TEMPLATE_REMEDY}") from None
+        raise SettingsError(f"{label} is not a name template ({error}); {remedy}") from None
     for field, spec, conversion in fields:
-        if field not in _TEMPLATE_FIELDS:
-            raise SettingsError(f"{label} uses unknown field {{{field}}}; {_TEMPLATE_REMEDY}")
+        if field not in allowed:
+            raise SettingsError(f"{label} uses unknown field {{{field}}}; {remedy}")
         if spec or conversion:
             written = f"!{conversion}" if conversion else f":{spec}"
             raise SettingsError(f"{label} formats {{{field}}} with {written!r}; write plain {{{field}}}")

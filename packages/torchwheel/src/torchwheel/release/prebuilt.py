@@ -82,10 +82,16 @@ def build_prebuilt(
 
 def audit_part(project: str, part: PrebuiltPart, group: BuildGroup, settings: AuditSettings) -> AuditReport:
     """Audit a part's fresh build outputs; raise `AuditFaults` (nothing published) if any fails."""
-    from torchwheel.release.audit import audit_files  # pyelftools and auditwheel: build-only
+    from torchwheel.release.audit import BuiltAs, audit_files  # pyelftools and auditwheel: build-only
 
+    torch = part.target.torch
     found = [
-        (f"{part.part_id}/{s.name}/{s.name}.so", group.library(s), part.target.torch.cxx11_abi) for s in part.specs
+        (
+            f"{part.part_id}/{s.name}/{s.name}.so",
+            group.library(s),
+            BuiltAs(torch.cxx11_abi if s.torch_abi == "full" else True, s.torch_abi, s.min_torch),
+        )
+        for s in part.specs
     ]
     report = audit_files(found, part.target.torch, settings.policy, settings.strict)
     if not report.passed:
@@ -114,9 +120,12 @@ def _publish(
                 sha256=sha256_of(part.prebuilt_dir / relative),
                 device=spec.device,
                 torch_version=torch.version,
-                cxx11_abi=torch.cxx11_abi,
+                # flags.py builds every stable spec with the new ABI, whatever this torch uses.
+                cxx11_abi=torch.cxx11_abi if spec.torch_abi == "full" else True,
                 cuda_version=toolchain.cuda_version if cuda else None,
                 arch_list=tuple(str(a) for a in part.target.archs_for(spec)),
+                torch_abi=spec.torch_abi,
+                min_torch=spec.min_torch,
             )
         )
     # The manifest records the audit's verdict, without paths: which policy, which tag.

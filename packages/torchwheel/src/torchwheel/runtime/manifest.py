@@ -17,7 +17,7 @@ from typing import Any
 
 from torchwheel.errors import ManifestError
 from torchwheel.runtime.trust import open_regular, read_regular
-from torchwheel.spec import DEVICES, Device
+from torchwheel.spec import DEVICES, SERIES_PATTERN, TORCH_ABIS, Device, TorchAbi
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -33,6 +33,11 @@ class ManifestEntry:
     cxx11_abi: bool
     cuda_version: str | None
     arch_list: tuple[str, ...]
+    # "stable": loads into every torch from min_torch on (torch_version is the one built against).
+    # Optional in the file: a manifest from before the stable ABI holds full-ABI entries only, and
+    # a reader from then sees a stable entry as one torch's, which is safe.
+    torch_abi: TorchAbi = "full"
+    min_torch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,17 @@ def _entry(name: str, raw: object, path: Path) -> ManifestEntry:
         cxx11_abi=field("cxx11_abi", bool),
         cuda_version=field("cuda_version", (str, type(None))),
         arch_list=tuple(arch_list),
+        **_abi_fields(raw, name, path),
     )
+
+
+def _abi_fields(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    abi, minimum = raw.get("torch_abi", "full"), raw.get("min_torch")
+    if abi not in TORCH_ABIS:
+        raise ManifestError(f"manifest {path}: {name}.torch_abi = {str(abi)[:20]!r} is unknown; upgrade torchwheel")
+    if abi == "stable" and not (isinstance(minimum, str) and SERIES_PATTERN.fullmatch(minimum)):
+        raise ManifestError(f"manifest {path}: {name}.min_torch must be major.minor for a stable entry; reinstall")
+    return {"torch_abi": abi, "min_torch": minimum if abi == "stable" else None}
 
 
 def _device(value: object, path: Path) -> Device:

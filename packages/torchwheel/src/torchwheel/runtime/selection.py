@@ -68,6 +68,8 @@ def rejection_reason(
 
 
 def _torch_mismatch(entry: ManifestEntry, torch: TorchInstall) -> str | None:
+    if entry.torch_abi == "stable":
+        return _stable_mismatch(entry, torch)
     try:
         built_for = torch_series(entry.torch_version)
     except ValueError:
@@ -76,6 +78,17 @@ def _torch_mismatch(entry: ManifestEntry, torch: TorchInstall) -> str | None:
         return f"built for torch {built_for}, running torch is {torch.version}"
     if entry.cxx11_abi != torch.cxx11_abi:
         return f"built with _GLIBCXX_USE_CXX11_ABI={int(entry.cxx11_abi)}, running torch uses {int(torch.cxx11_abi)}"
+    return None
+
+
+def _stable_mismatch(entry: ManifestEntry, torch: TorchInstall) -> str | None:
+    """A stable-ABI binary loads into its minimum torch and every later one. The C++11 ABI flag
+    is not compared: only C types and the C shim cross the boundary, no libstdc++ type."""
+    assert entry.min_torch is not None  # manifest.py requires it of a stable entry
+    minimum = tuple(int(part) for part in entry.min_torch.split("."))
+    running = tuple(int(part) for part in torch.series.split("."))
+    if running < minimum:
+        return f"built for the torch stable ABI >= {entry.min_torch}, running torch is {torch.version}"
     return None
 
 
