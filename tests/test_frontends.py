@@ -36,26 +36,25 @@ def test_the_backend_without_a_cell_is_one_line(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert result.returncode != 0
-    assert (
-        "no cell to build; pass -C cell=<id> (e.g. cpu-torch213) or set TORCHWHEEL_CELL"
-        in result.stdout + result.stderr
-    )
+    assert "no cell to build; pass -C cell=<id> (e.g. cu130) or set TORCHWHEEL_CELL" in result.stdout + result.stderr
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow
-def test_python_m_build_makes_the_same_wheel_as_torchwheel_wheel(tmp_path: Path, private_env: dict[str, str]) -> None:
+def test_python_m_build_makes_the_same_wheel_as_torchwheel_wheel(
+    tmp_path: Path, private_env: dict[str, str], torch214_python: str
+) -> None:
     pytest.importorskip("build", reason="pypa/build is installed by `nox -s tests`")
     build_root = tmp_path / "cells"
     direct = tmp_path / "direct"
     run(
-        sys.executable, "-m", "torchwheel", "wheel", "--cell", "cpu-torch213", "--python", sys.executable,
+        sys.executable, "-m", "torchwheel", "wheel", "--cell", "cpu", "--python", torch214_python,
         "--build-dir", build_root, "--out", direct, env=private_env, cwd=REPO,
     )  # fmt: skip
     front_end = tmp_path / "front-end"
     run(
         sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", front_end,
-        "-C", "cell=cpu-torch213", "-C", f"python={sys.executable}", "-C", f"build-dir={build_root}", VARIANT,
+        "-C", "cell=cpu", "-C", f"python={torch214_python}", "-C", f"build-dir={build_root}", VARIANT,
         env=private_env,
     )  # fmt: skip
     (a,) = direct.glob("*.whl")

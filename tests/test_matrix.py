@@ -22,18 +22,22 @@ def torchwheel(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "torchwheel", *args], cwd=REPO, capture_output=True, text=True)
 
 
-def test_cells_are_accelerators_times_torch_versions_minus_exclusions() -> None:
+def test_minfers_cells_are_one_per_accelerator_that_has_a_torch_from_its_minimum_on() -> None:
     matrix = load_matrix(MATRIX)
-    ids = {c.id for c in matrix.cells}
-    assert {"cpu-torch213", "cpu-torch214", "cu130-torch214"} <= ids
-    excluded = dict(matrix.excluded)
-    assert excluded["cu130-torch28"] == "cu130 needs torch >= 2.9"
-    assert not ids & set(excluded)
+    assert [c.id for c in matrix.cells] == ["cpu", "cu128", "cu130"]
+    assert dict(matrix.excluded) == {
+        "cu126": "no torch series of the matrix is in its range and at least the stable minimum 2.11"
+    }
 
 
 def test_a_cell_knows_its_torch_cuda_archs_and_distribution_name() -> None:
-    cell = load_matrix(MATRIX).cell("cu130-torch214")
-    assert (cell.distribution, cell.torch_version, cell.cuda) == ("minfer-cu130-torch214", "2.14.1", "13.0")
+    cell = load_matrix(MATRIX).cell("cu130")
+    assert (cell.distribution, cell.torch_version, cell.cuda, cell.torch_abi) == (
+        "minfer-cu130",
+        "2.14.1",
+        "13.0",
+        "stable",
+    )
     assert cell.arch_list == "7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX"
     assert cell.devices == ("cpu", "cuda")
 
@@ -97,17 +101,15 @@ def test_extras_drift_names_each_missing_wrong_and_stale_extra(tmp_path: Path) -
 
 
 def test_an_unknown_cell_is_one_line_naming_the_known_ones() -> None:
-    result = torchwheel("wheel", "--cell", "cu999-torch214", "--out", "/nonexistent")
+    result = torchwheel("wheel", "--cell", "cu999", "--out", "/nonexistent")
     assert result.returncode == 2  # a usage error
-    assert result.stderr.startswith("torchwheel: error: cell 'cu999-torch214' is not in the matrix; pick one of cpu-")
+    assert result.stderr == "torchwheel: error: cell 'cu999' is not in the matrix; pick one of cpu, cu128, cu130\n"
     assert not Path("/nonexistent").exists()
 
 
 def test_an_excluded_cell_says_why() -> None:
-    with pytest.raises(
-        SettingsError, match=r"cell 'cu130-torch28' is excluded by the matrix \(cu130 needs torch >= 2.9\)"
-    ):
-        load_matrix(MATRIX).cell("cu130-torch28")
+    with pytest.raises(SettingsError, match=r"cell 'cu126' is excluded by the matrix \(no torch series .* 2.11\)"):
+        load_matrix(MATRIX).cell("cu126")
 
 
 BASE = {"project": {"name": "p"}, "torch": {"2.14": "2.14.1"}, "accelerators": {"cpu": {}}}
@@ -150,7 +152,7 @@ def test_a_missing_matrix_file_is_one_line(tmp_path: Path) -> None:
 
 def test_the_wheel_command_reads_max_jobs_and_refuses_a_bad_one(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "torchwheel", "wheel", "--cell", "cpu-torch213", "--python", sys.executable,
+        [sys.executable, "-m", "torchwheel", "wheel", "--cell", "cpu", "--python", sys.executable,
          "--out", str(tmp_path / "dist")],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, "MAX_JOBS": "zero"},
     )  # fmt: skip

@@ -11,6 +11,9 @@ OPS = ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "app
 DTYPES = ("fp16", "bf16", "fp32")
 DEVICES: tuple[Device, ...] = ("cpu", "cuda")
 PACKAGE_DIR = Path(__file__).parent
+# Every binding is on torch's stable ABI (csrc/include/minfer/binding.h), so one build serves
+# every torch from this one on: the GPU machine's torch 2.11 is the oldest it is proven on.
+MIN_TORCH = "2.11"
 
 
 def csrc_dir() -> Path:
@@ -46,6 +49,8 @@ def make_specs() -> list[JitSpec]:
                         extra_cflags=defines,
                         extra_cuda_cflags=defines,
                         root=csrc,
+                        torch_abi="stable",
+                        min_torch=MIN_TORCH,
                     )
                 )
     return specs

@@ -277,7 +277,7 @@ def _matrix(args: argparse.Namespace) -> int:
         print(json.dumps({"cells": [c.as_dict() for c in matrix.cells], "excluded": dict(matrix.excluded)}, indent=2))
     else:
         for cell in matrix.cells:
-            print(f"{cell.id:<18} {cell.distribution:<28} torch {cell.torch_version:<8} {cell.arch_list or ''}")
+            print(f"{cell.id:<18} {cell.distribution:<28} {cell.torch_range:<34} {cell.arch_list or ''}")
         for cell_id, reason in matrix.excluded:
             print(f"{cell_id:<18} excluded: {reason}")
     return 0

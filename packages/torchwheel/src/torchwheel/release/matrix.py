@@ -47,6 +47,14 @@ class VariantCell:
     # specs, built against this (the newest) series of the accelerator, for every torch from their
     # minimum on; the cell is the accelerator's alone (`cu130`).
     torch_abi: TorchAbi = "full"
+    min_torch: str | None = None  # a stable cell's: the oldest torch its wheel serves
+
+    @property
+    def torch_range(self) -> str:
+        """The torch its wheel serves, as `matrix list` shows it."""
+        if self.torch_abi == "stable":
+            return f"torch>={self.min_torch or '?'} (built with {self.torch_version})"
+        return f"torch {self.torch_version}"
 
     @property
     def id(self) -> str:
@@ -213,6 +221,7 @@ def _stable_cells(
                 distribution=project.stable_distribution(accelerator.accel),
                 split=accelerator.split,
                 torch_abi="stable",
+                min_torch=None if project.min_torch is None else str(project.min_torch),
             )
         )
 

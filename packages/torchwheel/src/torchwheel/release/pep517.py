@@ -1,6 +1,6 @@
 """A PEP 517 build backend for variant wheels, so that the standard front end builds them:
 
-    python -m build --wheel -C cell=cpu-torch213 packages/minfer-variant
+    python -m build --wheel -C cell=cu130 packages/minfer-variant
 
 The source tree's pyproject.toml names the matrix and the project:
 
@@ -42,7 +42,7 @@ def build_wheel(
         raise SettingsError('pyproject.toml has no [tool.torchwheel.variant] matrix = "..."; add it')
     cell_id = _setting(config_settings, "cell", "TORCHWHEEL_CELL")
     if not cell_id:
-        raise SettingsError("no cell to build; pass -C cell=<id> (e.g. cpu-torch213) or set TORCHWHEEL_CELL")
+        raise SettingsError("no cell to build; pass -C cell=<id> (e.g. cu130) or set TORCHWHEEL_CELL")
     matrix = load_matrix(Path(table["matrix"]))
     cell = matrix.cell(cell_id)
     project = load_project(str(table.get("project", matrix.project)))
