@@ -97,7 +97,7 @@ class ProjectConfig:
     min_torch: str | None = None  # the stable specs' minimum torch
 
     def make_specs(self) -> list[JitSpec]:
-        specs = [self._spec(table) for table in self.specs]
+        specs = [self.spec_of(table) for table in self.specs]
         if self.generate_specs is not None:
             specs.extend(self._generated())
         check_unique_names(specs)
@@ -106,7 +106,7 @@ class ProjectConfig:
     def project(self) -> Project:
         return Project(self.name, self.env_prefix, self.make_specs, package=self.package, version=self.version)
 
-    def _spec(self, table: SpecTable) -> JitSpec:
+    def spec_of(self, table: SpecTable) -> JitSpec:
         paths = {key: self._matches(table, key, globs) for key, globs in table.paths.items()}
         abi = table.torch_abi or self.torch_abi
         return JitSpec(
@@ -149,10 +149,11 @@ def _in_load_order(specs: list[JitSpec], after: dict[str, tuple[str, ...]], wher
     """`specs` in declaration order, moved only as far as `after` needs: each after the specs it names."""
     by_name = {s.name: s for s in specs}
     ordered: list[JitSpec] = []
+    placed: set[str] = set()
     placing: list[str] = []
 
     def place(name: str) -> None:
-        if any(s.name == name for s in ordered):
+        if name in placed:
             return
         if name in placing:
             cycle = " -> ".join([*placing[placing.index(name) :], name])
@@ -166,6 +167,7 @@ def _in_load_order(specs: list[JitSpec], after: dict[str, tuple[str, ...]], wher
                 )
             place(needed)
         placing.pop()
+        placed.add(name)
         ordered.append(by_name[name])
 
     for spec in specs:
@@ -333,7 +335,7 @@ def packaged_table(config: ProjectConfig) -> tuple[dict[str, Any], dict[str, Pat
     files: dict[str, Path] = {}
     specs = []
     for table in config.specs:
-        spec = config._spec(table)
+        spec = config.spec_of(table)
         entry: dict[str, Any] = {
             "name": spec.name,
             "device": spec.device,
