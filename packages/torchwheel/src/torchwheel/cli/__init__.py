@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torchwheel.errors import BuildError, ExitCode, SettingsError, TorchwheelError
+from torchwheel.errors import BuildError, ExitCode, SettingsError, ToolchainError, TorchwheelError
 
 if TYPE_CHECKING:
     from torchwheel.arch import CudaArch
@@ -41,23 +41,29 @@ def _build(args: argparse.Namespace) -> int:
     project = load_project(args.project)
     specs = _selected_specs(project.make_specs(), args.device, args.spec, project.name)
     settings = Settings.from_env(project.name, project.env_prefix)
-    if args.device == "all" and TorchInstall.running().cuda_version is None:
-        # A CPU-only torch cannot build CUDA specs; asked for "all", build what it can and say so.
-        skipped = [s.name for s in specs if s.device == "cuda"]
-        specs = [s for s in specs if s.device == "cpu"]
-        if not specs:
-            raise SettingsError(
-                f"every selected spec of {project.name} is a CUDA spec, and this torch "
-                f"({TorchInstall.running().version}) has no CUDA; run under a CUDA torch"
-            )
-        if skipped:
-            print(f"skipping {len(skipped)} CUDA specs: this torch has no CUDA (run under a CUDA torch to build them)")
+    cpu_specs = [s for s in specs if s.device == "cpu"]
+    if (
+        args.device == "all"
+        and cpu_specs
+        and len(cpu_specs) < len(specs)
+        and TorchInstall.running().cuda_version is None
+    ):
+        # A CPU-only torch cannot link CUDA specs: asked for "all", build the CPU ones and say so.
+        # (A selection of CUDA specs only goes on, so that its settings are still checked.)
+        print(f"skipping {len(specs) - len(cpu_specs)} CUDA specs: this torch has no CUDA (run under a CUDA torch)")
+        specs = cpu_specs
     need_cuda = any(s.device == "cuda" for s in specs)
     archs, source = _build_archs(args.arch_list, settings) if need_cuda else ((), None)
     toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=need_cuda)
     if need_cuda and (offered := toolchain.cuda_archs()) is not None:
         offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
-    target = BuildTarget.make(TorchInstall.running(), toolchain, archs)
+    torch = TorchInstall.running()
+    if need_cuda and torch.cuda_version is None:
+        raise ToolchainError(
+            f"the selected specs are CUDA specs, and this torch ({torch.version}) has no CUDA to link them "
+            "against; run under a CUDA torch, or pass --device cpu"
+        )
+    target = BuildTarget.make(torch, toolchain, archs)
     jobs = _jobs(args.jobs) or settings.jobs
     build_dir.create()  # last before the build: any earlier refusal leaves nothing behind
     prebuilt_dir = out / "data" / "aot"

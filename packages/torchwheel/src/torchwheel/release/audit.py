@@ -599,8 +599,7 @@ def _audit_file(
     # auditwheel's own analysis (the one `auditwheel show` reports as sym_tag) gives the tag.
     met = _policies(arch).versioned_symbols_policy({k: set(v) for k, v in elf.versions.items()})
     policy_check = _policy_check(elf, names, met, target_policy)
-    # A stable build's C++11 ABI is its own (no libstdc++ type crosses the stable ABI): unchecked.
-    abi = _abi_check(elf, names, target.cxx11_abi, None if built is None else built.cxx11_abi, checked=not stable)
+    abi = _abi_check(elf, names, target.cxx11_abi, None if built is None else built.cxx11_abi)
     missing = tuple(sorted(names.get(u.name, u.name) for u in resolver.missing(elf, tree)))
     allowed = resolver.allowed_needed
     disallowed = tuple(n for n in elf.needed if n not in allowed and not n.startswith("ld-linux"))
@@ -611,7 +610,8 @@ def _audit_file(
     if stable:
         assert built is not None and built.min_torch is not None
         faults += _stable_faults(elf, names, built.min_torch, oldest, warnings)
-    if not abi.consistent:
+    # A stable build's C++11 ABI is its own: no libstdc++ type crosses the stable ABI.
+    if not abi.consistent and not stable:
         shown = {True: "1", False: "0", None: "unknown"}
         faults.append(
             f"C++11 ABI mismatch: torch uses {int(abi.torch)}, the manifest says {shown[abi.built_with]}, "
@@ -731,11 +731,7 @@ def _policy_check(elf: _Elf, names: Mapping[str, str], met: Policy, target: Poli
     )
 
 
-def _abi_check(
-    elf: _Elf, names: Mapping[str, str], torch: bool, built_with: bool | None, *, checked: bool = True
-) -> AbiCheck:
-    if not checked:
-        return AbiCheck(torch=torch, built_with=None, symbols=None, evidence=())
+def _abi_check(elf: _Elf, names: Mapping[str, str], torch: bool, built_with: bool | None) -> AbiCheck:
     readable = {names.get(n, n) for n in [*(u.name for u in elf.undefined), *elf.defined]}
     new = sorted(d for d in readable if _NEW_ABI.search(d))
     old = sorted(d for d in readable if _OLD_ABI.search(d))
