@@ -111,7 +111,9 @@ def rand(shape: tuple[int, ...] | int, dtype: torch.dtype, device: str) -> torch
     return torch.randn(shape).to(device=device, dtype=dtype)
 
 
-SHAPES = [(0, 8), (1, 1), (3, 7), (4, 4099)]
+# Decode-sized and odd rows too: a warp per row (7), rows kept in registers (4096, 8192), the
+# one-element and two-pass paths (4099).
+SHAPES = [(0, 8), (1, 1), (3, 7), (4, 4099), (64, 7), (1, 4096), (64, 4096), (17, 8192), (64, 4099)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -134,7 +136,9 @@ def test_fused_add_rmsnorm_updates_input_and_residual(minfer_prebuilt, dtype, sh
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("op", ["silu_and_mul", "gelu_tanh_and_mul"])
-@pytest.mark.parametrize("shape", [(0, 4), (1, 2), (2, 3, 14), (5, 2 * 4099)], ids=str)
+@pytest.mark.parametrize(
+    "shape", [(0, 4), (1, 2), (2, 3, 14), (5, 2 * 4099), (64, 14), (1, 2 * 4096), (64, 2 * 4099)], ids=str
+)
 def test_gated_activations_match_the_reference(minfer_prebuilt, dtype, op, shape) -> None:
     x = 3 * rand(shape, dtype, minfer_prebuilt)
     got = getattr(minfer, op)(x)
@@ -143,7 +147,10 @@ def test_gated_activations_match_the_reference(minfer_prebuilt, dtype, op, shape
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize(("tokens", "heads", "kv_heads", "head_dim"), [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128)])
+@pytest.mark.parametrize(
+    ("tokens", "heads", "kv_heads", "head_dim"),
+    [(0, 2, 1, 8), (1, 1, 1, 2), (9, 8, 2, 128), (1, 32, 8, 128), (64, 8, 2, 64), (5, 3, 1, 96), (33, 4, 1, 256)],
+)
 def test_apply_rope_rotates_q_and_k_in_place(minfer_prebuilt, dtype, tokens, heads, kv_heads, head_dim) -> None:
     device = minfer_prebuilt
     q, k = rand((tokens, heads, head_dim), dtype, device), rand((tokens, kv_heads, head_dim), dtype, device)

@@ -8,30 +8,29 @@ using torch::stable::Tensor;
 void fused_add_rmsnorm(const Tensor& input, const Tensor& residual, const Tensor& weight,
                        double eps) {
   using namespace minfer::binding;
-  check_tensor(input, "input", 2);
-  check_tensor(residual, "residual", 2);
-  check_tensor(weight, "weight", 1);
-  check_same_device(residual, "residual", input, "input");
-  check_same_device(weight, "weight", input, "input");
-  STD_TORCH_CHECK(same_shape(residual, input), MINFER_OP_NAME ": residual shape ",
-                  shape_str(residual), " must equal input shape ", shape_str(input));
-  STD_TORCH_CHECK(weight.size(0) == input.size(1), MINFER_OP_NAME ": weight shape ",
-                  shape_str(weight), " must be [hidden] for input shape ", shape_str(input));
-  check_no_overlap(input, "input", residual, "residual");
-  check_no_overlap(input, "input", weight, "weight");
-  check_no_overlap(residual, "residual", weight, "weight");
-  if (input.numel() == 0) return;
+  const Arg x = check_tensor(input, "input", 2, /*writes=*/true);
+  const Arg r = check_tensor(residual, "residual", 2, true);
+  const Arg w = check_tensor(weight, "weight", 1, false);
+  check_same_device(r, x);
+  check_same_device(w, x);
+  STD_TORCH_CHECK(same_shape(r, x), MINFER_OP_NAME ": residual shape ", shape_str(residual),
+                  " must equal input shape ", shape_str(input));
+  STD_TORCH_CHECK(w.size(0) == x.size(1), MINFER_OP_NAME ": weight shape ", shape_str(weight),
+                  " must be [hidden] for input shape ", shape_str(input));
+  check_no_overlap(x, r);
+  check_no_overlap(x, w);
+  check_no_overlap(r, w);
+  if (x.numel == 0) return;
 
-  const int64_t rows = input.size(0), hidden = input.size(1);
+  const int64_t rows = x.size(0), hidden = x.size(1);
 #if defined(MINFER_CUDA)
-  const DeviceGuard guard(input.get_device_index());
-  check_launch(minfer::cuda::fused_add_rmsnorm(
-      input.mutable_data_ptr(), residual.mutable_data_ptr(), weight.const_data_ptr(), rows, hidden,
-      input.stride(0), residual.stride(0), static_cast<float>(eps), current_stream(input)));
+  const OnDevice on(x);
+  check_launch(minfer::cuda::fused_add_rmsnorm(x.data, r.data, w.data, rows, hidden, x.stride(0),
+                                               r.stride(0), static_cast<float>(eps),
+                                               on.stream()));
 #else
-  minfer::cpu::fused_add_rmsnorm(input.mutable_data_ptr(), residual.mutable_data_ptr(),
-                                 weight.const_data_ptr(), rows, hidden, input.stride(0),
-                                 residual.stride(0), static_cast<float>(eps));
+  minfer::cpu::fused_add_rmsnorm(x.data, r.data, w.data, rows, hidden, x.stride(0), r.stride(0),
+                                 static_cast<float>(eps));
 #endif
 }
 

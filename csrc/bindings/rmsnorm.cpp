@@ -7,30 +7,28 @@ using torch::stable::Tensor;
 
 void rmsnorm(const Tensor& out, const Tensor& input, const Tensor& weight, double eps) {
   using namespace minfer::binding;
-  check_tensor(out, "out", 2);
-  check_tensor(input, "input", 2);
-  check_tensor(weight, "weight", 1);
-  check_same_device(out, "out", input, "input");
-  check_same_device(weight, "weight", input, "input");
-  STD_TORCH_CHECK(same_shape(out, input), MINFER_OP_NAME ": out shape ", shape_str(out),
+  const Arg o = check_tensor(out, "out", 2, /*writes=*/true);
+  const Arg x = check_tensor(input, "input", 2, false);
+  const Arg w = check_tensor(weight, "weight", 1, false);
+  check_same_device(o, x);
+  check_same_device(w, x);
+  STD_TORCH_CHECK(same_shape(o, x), MINFER_OP_NAME ": out shape ", shape_str(out),
                   " must equal input shape ", shape_str(input));
-  STD_TORCH_CHECK(weight.size(0) == input.size(1), MINFER_OP_NAME ": weight shape ",
-                  shape_str(weight), " must be [hidden] for input shape ", shape_str(input));
+  STD_TORCH_CHECK(w.size(0) == x.size(1), MINFER_OP_NAME ": weight shape ", shape_str(weight),
+                  " must be [hidden] for input shape ", shape_str(input));
   // Writing the result over the input itself is safe; partial overlap is not.
-  if (out.const_data_ptr() != input.const_data_ptr()) check_no_overlap(out, "out", input, "input");
-  check_no_overlap(out, "out", weight, "weight");
-  if (input.numel() == 0) return;
+  if (o.data != x.data) check_no_overlap(o, x);
+  check_no_overlap(o, w);
+  if (x.numel == 0) return;
 
-  const int64_t rows = input.size(0), hidden = input.size(1);
+  const int64_t rows = x.size(0), hidden = x.size(1);
 #if defined(MINFER_CUDA)
-  const DeviceGuard guard(input.get_device_index());
-  check_launch(minfer::cuda::rmsnorm(out.mutable_data_ptr(), input.const_data_ptr(),
-                                     weight.const_data_ptr(), rows, hidden, out.stride(0),
-                                     input.stride(0), static_cast<float>(eps),
-                                     current_stream(input)));
+  const OnDevice on(x);
+  check_launch(minfer::cuda::rmsnorm(o.data, x.data, w.data, rows, hidden, o.stride(0),
+                                     x.stride(0), static_cast<float>(eps), on.stream()));
 #else
-  minfer::cpu::rmsnorm(out.mutable_data_ptr(), input.const_data_ptr(), weight.const_data_ptr(),
-                       rows, hidden, out.stride(0), input.stride(0), static_cast<float>(eps));
+  minfer::cpu::rmsnorm(o.data, x.data, w.data, rows, hidden, o.stride(0), x.stride(0),
+                       static_cast<float>(eps));
 #endif
 }
 

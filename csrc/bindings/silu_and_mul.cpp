@@ -1,4 +1,4 @@
-// Binding for silu_and_mul: out = act(input[:, :d]) * input[:, d:], act = silu(x)=x/(1+exp(-x)).
+// Binding for silu_and_mul: out = act(input[:, :d]) * input[:, d:], act = silu(x) = x / (1 + exp(-x)).
 #include "minfer/binding.h"
 
 namespace {
@@ -7,25 +7,23 @@ using torch::stable::Tensor;
 
 void silu_and_mul(const Tensor& out, const Tensor& input) {
   using namespace minfer::binding;
-  check_tensor(out, "out", 2);
-  check_tensor(input, "input", 2);
-  check_same_device(out, "out", input, "input");
-  STD_TORCH_CHECK(input.size(1) % 2 == 0,
+  const Arg o = check_tensor(out, "out", 2, /*writes=*/true);
+  const Arg x = check_tensor(input, "input", 2, false);
+  check_same_device(o, x);
+  STD_TORCH_CHECK(x.size(1) % 2 == 0,
                   MINFER_OP_NAME ": input's last dim must be even, got shape ", shape_str(input));
-  STD_TORCH_CHECK(out.size(0) == input.size(0) && out.size(1) == input.size(1) / 2,
+  STD_TORCH_CHECK(o.size(0) == x.size(0) && o.size(1) == x.size(1) / 2,
                   MINFER_OP_NAME ": out shape ", shape_str(out),
                   " must be [rows, d] for input shape ", shape_str(input));
-  check_no_overlap(out, "out", input, "input");
-  if (out.numel() == 0) return;
+  check_no_overlap(o, x);
+  if (o.numel == 0) return;
 
-  const int64_t rows = out.size(0), d = out.size(1);
+  const int64_t rows = o.size(0), d = o.size(1);
 #if defined(MINFER_CUDA)
-  const DeviceGuard guard(input.get_device_index());
-  check_launch(minfer::cuda::silu_and_mul(out.mutable_data_ptr(), input.const_data_ptr(), rows, d,
-                                 out.stride(0), input.stride(0), current_stream(input)));
+  const OnDevice on(x);
+  check_launch(minfer::cuda::silu_and_mul(o.data, x.data, rows, d, o.stride(0), x.stride(0), on.stream()));
 #else
-  minfer::cpu::silu_and_mul(out.mutable_data_ptr(), input.const_data_ptr(), rows, d, out.stride(0),
-                   input.stride(0));
+  minfer::cpu::silu_and_mul(o.data, x.data, rows, d, o.stride(0), x.stride(0));
 #endif
 }
 

@@ -22,6 +22,7 @@
 #endif
 
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -98,58 +99,126 @@ inline std::string shape_str(const Tensor& t) {
   return out.str();
 }
 
-// Not `a.sizes() == b.sizes()`: torch 2.11's headers give HeaderOnlyArrayRef
-// no operator== (TORCH_TARGET_VERSION guards shim calls, not header-only code).
-inline bool same_shape(const Tensor& a, const Tensor& b) { return a.sizes().equals(b.sizes()); }
+// The dtypes minfer's arguments have: the spec's and int64 positions.
+constexpr int64_t element_size(ScalarType t) {
+  return t == ScalarType::Long || t == ScalarType::Double ? 8
+         : t == ScalarType::Float                         ? 4
+                                                          : 2;
+}
+
+// What the checks and the launch need of one tensor argument, asked of
+// libtorch once per call: every accessor of torch::stable::Tensor is a call
+// into the C shim, so nothing below asks twice. `sizes` and `strides` are
+// borrowed from the tensor, which outlives the call.
+struct Arg {
+  const Tensor* tensor;
+  const char* name;
+  void* data;
+  torch::stable::Device device;
+  int64_t dim;
+  const int64_t* sizes;
+  const int64_t* strides;
+  int64_t numel;
+  int64_t bytes;  // numel * element size: the span a contiguous tensor covers
+
+  int64_t size(int64_t d) const { return sizes[d]; }
+  int64_t stride(int64_t d) const { return strides[d]; }
+};
 
 // The Python layer validates first; these checks keep a direct call through
 // torch.ops from handing the kernels memory they would misread. The stable
 // check macro throws std::runtime_error (RuntimeError in Python) and puts
 // "function, file:line, " before the message, which otherwise reads as before.
-inline void check_tensor(const Tensor& t, const char* name, int64_t dim,
-                         ScalarType dtype = kDtype) {
+// `writes`: the kernel writes through this argument (its pointer then comes
+// from mutable_data_ptr, which keeps torch's copy-on-write tensors correct).
+inline Arg check_tensor(const Tensor& t, const char* name, int64_t dim, bool writes,
+                        ScalarType dtype = kDtype) {
   STD_TORCH_CHECK(t.defined(), MINFER_OP_NAME ": ", name, " is undefined");
-  STD_TORCH_CHECK(t.device().type() == kDevice, MINFER_OP_NAME ": ", name, " must be on ",
+  Arg a{&t, name, nullptr, t.device(), 0, nullptr, nullptr, 1, 0};
+  STD_TORCH_CHECK(a.device.type() == kDevice, MINFER_OP_NAME ": ", name, " must be on ",
                   device_str(kDevice), ", got ", device_str(t));
-  STD_TORCH_CHECK(t.scalar_type() == dtype, MINFER_OP_NAME ": ", name, " must be ", dtype,
-                  ", got ", t.scalar_type());
-  STD_TORCH_CHECK(t.dim() == dim, MINFER_OP_NAME ": ", name, " must be ", dim,
-                  "-D, got shape ", shape_str(t));
-  STD_TORCH_CHECK(t.is_contiguous(), MINFER_OP_NAME ": ", name, " must be contiguous");
+  const ScalarType got = t.scalar_type();
+  STD_TORCH_CHECK(got == dtype, MINFER_OP_NAME ": ", name, " must be ", dtype, ", got ", got);
+  const AtenTensorHandle h = t.get();
+  TORCH_ERROR_CODE_CHECK(aoti_torch_get_dim(h, &a.dim));
+  STD_TORCH_CHECK(a.dim == dim, MINFER_OP_NAME ": ", name, " must be ", dim, "-D, got shape ",
+                  shape_str(t));
+  int64_t* sizes = nullptr;
+  int64_t* strides = nullptr;
+  TORCH_ERROR_CODE_CHECK(aoti_torch_get_sizes(h, &sizes));
+  TORCH_ERROR_CODE_CHECK(aoti_torch_get_strides(h, &strides));
+  a.sizes = sizes;
+  a.strides = strides;
+  // torch's own rule for the default memory format: size-1 dims may have
+  // any stride, and an empty tensor is contiguous.
+  bool contiguous = true;
+  int64_t expected = 1;
+  for (int64_t d = dim - 1; d >= 0; --d) {
+    a.numel *= sizes[d];
+    if (sizes[d] != 1) {
+      contiguous = contiguous && strides[d] == expected;
+      expected *= sizes[d];
+    }
+  }
+  STD_TORCH_CHECK(a.numel == 0 || contiguous, MINFER_OP_NAME ": ", name, " must be contiguous");
+  a.bytes = a.numel * element_size(dtype);
+  a.data = writes ? t.mutable_data_ptr() : const_cast<void*>(t.const_data_ptr());
+  return a;
 }
 
-inline void check_same_device(const Tensor& a, const char* a_name, const Tensor& b,
-                              const char* b_name) {
-  STD_TORCH_CHECK(a.device() == b.device(), MINFER_OP_NAME ": ", a_name, " and ", b_name,
-                  " must be on the same device, got ", device_str(a), " and ", device_str(b));
+inline void check_same_device(const Arg& a, const Arg& b) {
+  STD_TORCH_CHECK(a.device == b.device, MINFER_OP_NAME ": ", a.name, " and ", b.name,
+                  " must be on the same device, got ", device_str(*a.tensor), " and ",
+                  device_str(*b.tensor));
+}
+
+// Not `a.sizes() == b.sizes()`: torch 2.11's headers give HeaderOnlyArrayRef
+// no operator== (TORCH_TARGET_VERSION guards shim calls, not header-only code).
+inline bool same_shape(const Arg& a, const Arg& b) {
+  if (a.dim != b.dim) return false;
+  for (int64_t d = 0; d < a.dim; ++d)
+    if (a.sizes[d] != b.sizes[d]) return false;
+  return true;
 }
 
 // Kernels read and write in parallel (CUDA) or in one pass (CPU), so an
 // output overlapping another argument would corrupt results. Both tensors are
-// contiguous by now, so numel * element_size is the span each one covers.
-inline void check_no_overlap(const Tensor& a, const char* a_name, const Tensor& b,
-                             const char* b_name) {
-  if (a.numel() == 0 || b.numel() == 0) return;
-  const auto pa = reinterpret_cast<uintptr_t>(a.const_data_ptr());
-  const auto pb = reinterpret_cast<uintptr_t>(b.const_data_ptr());
-  const uintptr_t a_bytes = static_cast<uintptr_t>(a.numel()) * a.element_size();
-  const uintptr_t b_bytes = static_cast<uintptr_t>(b.numel()) * b.element_size();
-  const bool overlap = pa < pb + b_bytes && pb < pa + a_bytes;
-  STD_TORCH_CHECK(!overlap, MINFER_OP_NAME ": ", a_name, " and ", b_name, " must not overlap");
+// contiguous by now, so `bytes` from the data pointer is the span each covers.
+inline void check_no_overlap(const Arg& a, const Arg& b) {
+  if (a.numel == 0 || b.numel == 0) return;
+  const auto pa = reinterpret_cast<uintptr_t>(a.data);
+  const auto pb = reinterpret_cast<uintptr_t>(b.data);
+  const bool overlap = pa < pb + uintptr_t(b.bytes) && pb < pa + uintptr_t(a.bytes);
+  STD_TORCH_CHECK(!overlap, MINFER_OP_NAME ": ", a.name, " and ", b.name, " must not overlap");
 }
 
 #if defined(MINFER_CUDA)
-// Must outlive the launch: kernels go to the inputs' device, not the caller's.
-using DeviceGuard = torch::stable::accelerator::DeviceGuard;
+// The launch context of a call on `a`'s device: the device made current for
+// the launch only where it is not already (torch's DeviceGuard allocates, and
+// a caller on the tensors' device, the usual case, needs none), and the
+// stream torch would use there (a side stream set by the caller included), so
+// the launch is ordered with the caller's other work.
+class OnDevice {
+ public:
+  explicit OnDevice(const Arg& a) {
+    const int32_t index = a.device.index();
+    int current = -1;
+    if (cudaGetDevice(&current) != cudaSuccess) {
+      (void)cudaGetLastError();  // not this launch's error
+      current = -1;
+    }
+    if (current != index) guard_.emplace(index);
+    void* stream = nullptr;
+    // Not STABLE_TORCH_ERROR_CODE_CHECK: torch 2.11's headers lack it.
+    TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(index, &stream));
+    stream_ = static_cast<cudaStream_t>(stream);
+  }
+  cudaStream_t stream() const { return stream_; }
 
-// The stream torch would use on `t`'s device (a side stream set by the caller
-// included), so the launch is ordered with the caller's other work.
-inline cudaStream_t current_stream(const Tensor& t) {
-  void* stream = nullptr;
-  // Not STABLE_TORCH_ERROR_CODE_CHECK: torch 2.11's headers lack it.
-  TORCH_ERROR_CODE_CHECK(aoti_torch_get_current_cuda_stream(t.get_device_index(), &stream));
-  return static_cast<cudaStream_t>(stream);
-}
+ private:
+  std::optional<torch::stable::accelerator::DeviceGuard> guard_;
+  cudaStream_t stream_ = nullptr;
+};
 
 inline void check_launch(int err) {
   STD_TORCH_CHECK(err == 0, MINFER_OP_NAME ": CUDA kernel launch failed: ",
