@@ -42,11 +42,12 @@ GPU_ARCHS = (
 )
 
 
-@pytest.fixture(scope="module", params=DEVICES)
+@pytest.fixture(scope="module")
 def device_build(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    device: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, Path, subprocess.CompletedProcess]:
-    device = request.param
+    if INSTALLED:
+        pytest.skip("MINFER_TEST_INSTALLED=1: the installed variant is under test, not a build")
     out = tmp_path_factory.mktemp(f"minfer-{device}")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_"))}
     env["TORCHWHEEL_CACHE_DIR"] = str(out / "cache")
@@ -58,16 +59,27 @@ def device_build(
     return device, out, result
 
 
+# MINFER_TEST_INSTALLED=1: test the installed variant wheel's files instead of a fresh build
+# (the GPU machine's run of a wheel built elsewhere, docs/benchmarks.md).
+INSTALLED = os.environ.get("MINFER_TEST_INSTALLED") == "1"
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def minfer_prebuilt(device_build) -> Iterator[str]:
-    """minfer in this process, reading the device's prebuilt files only: a JIT attempt fails.
-    Returns the device to put tensors on."""
+def minfer_prebuilt(request: pytest.FixtureRequest, device: str) -> Iterator[str]:
+    """minfer in this process, reading prebuilt files only (the device's fresh build, or the
+    installed variant with MINFER_TEST_INSTALLED=1): a JIT attempt fails. Returns the device."""
     import minfer
     from minfer import ops
 
-    device, out, _ = device_build
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINFER_AOT_PATH", str(out / "data" / "aot"))
+        if not INSTALLED:
+            _, out, _ = request.getfixturevalue("device_build")
+            patch.setenv("MINFER_AOT_PATH", str(out / "data" / "aot"))
         patch.setenv("MINFER_DISABLE_JIT", "1")
         for cached in ("settings", "_manifests"):
             ops._loader.__dict__.pop(cached, None)

@@ -18,7 +18,9 @@ _DTYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 # call, rather than everything at import (torchwheel.load_package), so a process that runs only
 # bf16 rmsnorm on CUDA loads nothing else.
 _loader = Loader(package_project("minfer"))
-_ready: set[str] = set()
+# The op of each (op, dtype, device type), once loaded: a call looks it up in one dict.
+_ops: dict[tuple[str, torch.dtype, str], torch._ops.OpOverload] = {}
+_DEVICE_TYPES = ("cpu", "cuda")
 
 
 def loaded_specs() -> dict[str, LoadedSpec]:
@@ -33,13 +35,14 @@ def _fake_mutating_op(*args: object) -> None:
 
 
 def _op(op: str, tensor: torch.Tensor) -> torch._ops.OpOverload:
-    name = spec_name(op, _DTYPES[tensor.dtype], tensor.device.type)
-    if name not in _ready:
+    key = (op, tensor.dtype, tensor.device.type)
+    found = _ops.get(key)
+    if found is None:
+        name = spec_name(op, _DTYPES[tensor.dtype], tensor.device.type)
         _loader.load(name)
         torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
-        _ready.add(name)
-    overload: torch._ops.OpOverload = getattr(torch.ops.minfer, name).default  # torch.ops is untyped
-    return overload
+        found = _ops[key] = getattr(torch.ops.minfer, name).default  # torch.ops is untyped
+    return found
 
 
 def _fail(op: str, message: str) -> None:
@@ -47,7 +50,19 @@ def _fail(op: str, message: str) -> None:
 
 
 def _check(op: str, **tensors: torch.Tensor) -> None:
-    """Same dtype (a supported one), same device (CPU or CUDA), contiguous: or one clear line."""
+    """Same dtype (a supported one), same device (CPU or CUDA), contiguous: or one clear line.
+    The common case is one pass of attribute reads; only a failure works out which line to say."""
+    values = tuple(tensors.values())
+    first = values[0]
+    if isinstance(first, torch.Tensor) and first.dtype in _DTYPES and first.device.type in _DEVICE_TYPES:
+        dtype, device = first.dtype, first.device
+        if all(isinstance(t, torch.Tensor) and t.dtype == dtype and t.device == device and t.is_contiguous()
+               for t in values):  # fmt: skip
+            return
+    _explain(op, tensors)
+
+
+def _explain(op: str, tensors: dict[str, torch.Tensor]) -> None:
     first_name, first = next(iter(tensors.items()))
     for name, tensor in tensors.items():
         if not isinstance(tensor, torch.Tensor):
@@ -62,6 +77,11 @@ def _check(op: str, **tensors: torch.Tensor) -> None:
             _fail(op, f"{name} is on {tensor.device} but {first_name} is on {first.device}; move one")
         if not tensor.is_contiguous():
             _fail(op, f"{name} is not contiguous; pass {name}.contiguous()")
+
+
+def _rows(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` as [rows, last dim], as the kernels take it: a view only where it is not so already."""
+    return tensor if tensor.dim() == 2 else tensor.view(-1, tensor.shape[-1])
 
 
 def _check_norm(op: str, input: torch.Tensor, weight: torch.Tensor) -> None:
@@ -79,8 +99,7 @@ def rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> tor
     _check("rmsnorm", input=input, weight=weight)
     _check_norm("rmsnorm", input, weight)
     out = torch.empty_like(input)
-    hidden = input.shape[-1]
-    _op("rmsnorm", input)(out.view(-1, hidden), input.view(-1, hidden), weight, float(eps))
+    _op("rmsnorm", input)(_rows(out), _rows(input), weight, float(eps))
     return out
 
 
@@ -93,8 +112,7 @@ def fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch
             "fused_add_rmsnorm",
             f"residual has shape {tuple(residual.shape)}, expected {tuple(input.shape)} like input",
         )
-    hidden = input.shape[-1]
-    _op("fused_add_rmsnorm", input)(input.view(-1, hidden), residual.view(-1, hidden), weight, float(eps))
+    _op("fused_add_rmsnorm", input)(_rows(input), _rows(residual), weight, float(eps))
 
 
 def _gated(op: str, input: torch.Tensor) -> torch.Tensor:
@@ -102,7 +120,7 @@ def _gated(op: str, input: torch.Tensor) -> torch.Tensor:
     if input.dim() < 1 or input.shape[-1] % 2:
         _fail(op, f"input's last dim must be even (gate and up halves), got shape {tuple(input.shape)}")
     out = input.new_empty((*input.shape[:-1], input.shape[-1] // 2))
-    _op(op, input)(out.view(-1, out.shape[-1]), input.view(-1, input.shape[-1]))
+    _op(op, input)(_rows(out), _rows(input))
     return out
 
 

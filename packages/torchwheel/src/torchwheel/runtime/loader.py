@@ -62,6 +62,10 @@ class Plan:
     job: JitJob | None = field(default=None, repr=False, compare=False)
 
 
+class _EntryVanished(Exception):
+    """A JIT cache entry that was there when checked and gone at dlopen."""
+
+
 class Loader:
     """Loads a project's specs into this process, each at most once."""
 
@@ -108,21 +112,35 @@ class Loader:
             if name in self._loaded:
                 return self._loaded[name]
             started = time.monotonic()
-            plan = self.plan(name)
-            path, origin = plan.path, plan.origin
-            if plan.origin == "jit-build":
-                assert plan.job is not None
-                path, origin = self._build(plan.job, plan.reason or "")
-            elif plan.origin == "jit-cache":
-                from torchwheel.runtime.jit_cache import mark_used
-
-                mark_used(plan.path)
-            import torch
-
-            torch.ops.load_library(str(path))  # type: ignore[no-untyped-call]  # torch leaves it untyped
+            try:
+                plan, path, origin = self._load_once(name)
+            except _EntryVanished:
+                # `torchwheel cache clear` (or prune) removed the entry between its check and the
+                # dlopen, which holds no lock on a hit: plan again, once; it builds or finds anew.
+                plan, path, origin = self._load_once(name)
             loaded = LoadedSpec(name, path, origin, plan.reason, time.monotonic() - started)
             self._loaded[name] = loaded
             return loaded
+
+    def _load_once(self, name: str) -> tuple[Plan, Path, Origin]:
+        plan = self.plan(name)
+        path, origin = plan.path, plan.origin
+        if plan.origin == "jit-build":
+            assert plan.job is not None
+            path, origin = self._build(plan.job, plan.reason or "")
+        elif plan.origin == "jit-cache":
+            from torchwheel.runtime.jit_cache import mark_used
+
+            mark_used(plan.path)
+        import torch
+
+        try:
+            torch.ops.load_library(str(path))  # type: ignore[no-untyped-call]  # torch leaves it untyped
+        except OSError:
+            if origin != "prebuilt" and not path.exists():
+                raise _EntryVanished from None
+            raise
+        return plan, path, origin
 
     def explain(self, name: str, device: Device, *, record: bool = True) -> tuple[list[Candidate], list[str]]:
         """Every prebuilt candidate for a spec with its verdict, and unreadable manifests.
