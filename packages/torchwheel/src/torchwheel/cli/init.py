@@ -49,6 +49,15 @@ def record(**kwargs):
     raise SystemExit(0)
 
 setuptools.setup = record
+# Without a toolkit (or with a CPU-only torch) torch leaves CUDA_HOME unset and CUDAExtension()
+# raises before setup() is reached. Translating needs no toolkit, and the toolkit dirs that
+# CUDAExtension adds are dropped anyway (_provided), so a placeholder stands in for it.
+try:
+    import torch.utils.cpp_extension as cpp_extension
+    if cpp_extension.CUDA_HOME is None:
+        cpp_extension.CUDA_HOME = "/cuda-home-placeholder"
+except ImportError:
+    pass
 sys.argv = ["setup.py", "--name"]
 runpy.run_path("setup.py", run_name="__main__")
 """
@@ -121,7 +130,7 @@ def translate(setup: dict[str, Any], project_dir: Path, pyproject: dict[str, Any
 
 
 def _spec(extension: dict[str, Any], project_dir: Path) -> tuple[list[str], list[str]]:
-    name = re.sub(r"[^a-z0-9_]+", "_", extension["name"].lower()).strip("_")
+    name = re.sub(r"[^a-z0-9]+", "_", extension["name"].lower()).strip("_")  # tinyext._c -> tinyext_c
     cuda = any(source.endswith(".cu") for source in extension["sources"]) or bool(extension["nvcc_args"])
     defines = [f"-D{k}" if v is None else f"-D{k}={v}" for k, v in extension["define_macros"]]
     # Every unit of a setup.py extension may include torch headers: all are binding units.
