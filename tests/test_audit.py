@@ -241,6 +241,14 @@ def test_the_same_unit_built_with_torchs_abi_is_consistent(torch213: TorchInstal
     assert file.missing_symbols == ()
 
 
+def test_libstdcxx_weak_instantiations_are_not_read_as_the_files_abi(torch213: TorchInstall, tmp_path: Path) -> None:
+    abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch213.cxx11_abi)}"
+    so = compile_so(tmp_path / "weak.so", "libstdcxx_weak.cpp", abi, f"-I{FIXTURES}", torch=torch213)
+    [file] = audit_paths([so], torch213).files
+    assert file.abi.consistent and file.abi.symbols is torch213.cxx11_abi
+    assert file.faults == ()
+
+
 def test_a_needed_library_outside_the_allow_list_is_a_fault(torch213: TorchInstall, tmp_path: Path) -> None:
     so = compile_so(tmp_path / "with_zlib.so", "plain.cpp", "-Wl,--no-as-needed", "-l:libz.so.1")
     [file] = audit_paths([so], torch213).files

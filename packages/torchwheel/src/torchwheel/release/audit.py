@@ -731,15 +731,18 @@ def _policy_check(elf: _Elf, names: Mapping[str, str], met: Policy, target: Poli
     )
 
 
-# Mangled names of libstdc++'s own namespaces (std::, __gnu_cxx::). Weak instantiations of its
-# templates that a file defines say nothing of its ABI: gcc 13 instantiates comparisons on the
-# old-ABI string's iterators in new-ABI builds too (seen on the GPU machine, docs/benchmarks.md).
-_LIBSTDCXX_MANGLED = ("_ZNSt", "_ZNKSt", "_ZSt", "_ZN9__gnu_cxx", "_ZNK9__gnu_cxx", "_ZN10__cxxabiv1")
+# Mangled names in libstdc++'s own namespaces: std:: and its abbreviations (St, Sa, Sb, Ss, Si,
+# So, Sd: the Itanium ABI's standard substitutions), __gnu_cxx:: and __cxxabiv1::, nested names
+# possibly const/volatile/ref-qualified. Weak instantiations of its templates that a file defines
+# say nothing of the file's ABI: gcc 13 instantiates old-ABI string members (`_ZNSs12_S_construct`)
+# and comparisons on their iterators in new-ABI builds too (seen on the GPU machine,
+# docs/benchmarks.md). What a file needs from outside (undefined symbols) still counts.
+_LIBSTDCXX_MANGLED = re.compile(r"_Z(?:N[rVKRO]*)?(?:S[tabsiod]|9__gnu_cxx|10__cxxabiv1)")
 
 
 def _abi_check(elf: _Elf, names: Mapping[str, str], torch: bool, built_with: bool | None) -> AbiCheck:
     """The ABI the file's symbols show: what it needs from outside, and what it defines of its own."""
-    own = [d for d in elf.defined if not d.startswith(_LIBSTDCXX_MANGLED)]
+    own = [d for d in elf.defined if not _LIBSTDCXX_MANGLED.match(d)]
     readable = {names.get(n, n) for n in [*(u.name for u in elf.undefined), *own]}
     new = sorted(d for d in readable if _NEW_ABI.search(d))
     old = sorted(d for d in readable if _OLD_ABI.search(d))
