@@ -74,6 +74,8 @@ def tests(session: nox.Session) -> None:
         "twine",
         "cibuildwheel",
         "hypothesis",
+        "py-rattler",  # tests/test_conda.py: the solver, the channel index, the installer
+        "py-rattler-build",  # release/conda.py: assemble_package
     )
     _install_project(session)
     env = {}
@@ -114,5 +116,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def types(session: nox.Session) -> None:
     """mypy --strict on torchwheel and minfer (minfer's types come from torch itself)."""
-    session.install("-q", TORCH_CPU, "mypy", "packaging", "ninja", "pyelftools", "auditwheel")
+    session.install(
+        "-q", TORCH_CPU, "mypy", "packaging", "ninja", "pyelftools", "auditwheel", "py-rattler", "py-rattler-build"
+    )
     session.run("mypy", "--config-file", str(ROOT / "pyproject.toml"))

@@ -374,6 +374,56 @@ def _report_cell(label: str, result: VariantResult) -> None:
     print(f"{label}: {result.steps_run} build steps in {result.seconds:.1f} s", flush=True)
 
 
+def _conda(args: argparse.Namespace) -> int:
+    """`torchwheel conda --cell ...`: each cell built as `torchwheel wheel` builds it (same build
+    dir, so a cell `wheel` built is a ninja no-op), then its `.conda` from that wheel's files;
+    `torchwheel conda index DIR`: the channel's repodata."""
+    from torchwheel.release import conda
+
+    if args.action == "index":
+        if not args.channel:
+            raise SettingsError("torchwheel conda index needs the channel dir; pass it: torchwheel conda index DIR")
+        conda.index_channel(Path(args.channel).absolute())
+        return 0
+    if args.channel or not args.cell:
+        raise SettingsError("torchwheel conda builds cells: pass --cell ID (repeatable), or run: conda index DIR")
+    from torchwheel.release.cells import build_variant, prepare_cell_build
+    from torchwheel.release.envs import cell_target
+    from torchwheel.release.prebuilt import AuditSettings
+
+    run = _wheel_run(args)
+    conda.require_tools()  # before any compile
+    channel = run.out.create()  # what only trying tells (/proc, a read-only mount), before any venv or build
+    epoch = None
+    for number, cell in enumerate(run.cells, 1):
+        label = f"cell {number}/{len(run.cells)} {cell.id}"
+        stage = run.build_dir.path / "conda" / cell.id
+        torch = cell_target(cell, run.interpreter(cell))
+        build = prepare_cell_build(
+            run.project, torch, build_root=run.build_dir.path, out_dir=stage / "wheels", jobs=run.jobs,
+            max_wheel_bytes=None, progress=_print_step(f"{label} "), audit=AuditSettings(args.policy, args.strict),
+        )  # fmt: skip
+        run.build_dir.create()
+        shutil.rmtree(stage / "wheels", ignore_errors=True)  # a wheel of another version is not this cell's
+        result = build_variant(cell, build, say=_print_line(f"{label}: "))
+        for warning in sorted({w for audit in result.audits for f in audit.files for w in f.warnings}):
+            print(f"{label}: audit warning: {warning}", flush=True)  # what the __glibc pin comes from
+        package = conda.write_cell_package(
+            cell, result, version=build.version, channel=channel, stage=stage, epoch=build.epoch
+        )
+        epoch = build.epoch
+        print(f"{label}: {package.subdir}/{package.path.name} ({', '.join(package.depends)})", flush=True)
+    noarch = [run.project.name, "torchwheel"] if conda.installed_distribution(run.project.name) else ["torchwheel"]
+    if len(noarch) == 1:
+        print(f"no noarch package for {run.project.name}: it is not an installed distribution (pip install it)")
+    for name in noarch:
+        share = conda.prebuilt_share_dir(run.project.name) if name == run.project.name else None
+        stage = run.build_dir.path / "conda" / f"noarch-{name}"
+        package = conda.write_noarch_package(name, channel=channel, stage=stage, epoch=epoch or 0, pth_to=share)
+        print(f"noarch: {package.subdir}/{package.path.name} ({', '.join(package.depends)})", flush=True)
+    return 0
+
+
 def _audit(args: argparse.Namespace) -> int:
     from torchwheel.release.audit import audit_paths, require_torch_version
     from torchwheel.runtime.torch_install import TorchInstall
@@ -455,6 +505,17 @@ def parser() -> argparse.ArgumentParser:
     wheel.add_argument("--policy", help="manylinux policy to audit against (default: the target torch's own)")
     wheel.add_argument("--strict", action="store_true", help="fail where the binaries need more than --policy")
     wheel.set_defaults(run=_wheel)
+    conda = commands.add_parser("conda", help="conda packages of matrix cells, or a channel's index")
+    conda.add_argument("action", nargs="?", choices=("index",), help="index: write the channel's repodata.json")
+    conda.add_argument("channel", nargs="?", help="with index: the channel dir (the --out of a build)")
+    conda.add_argument("--cell", action="append", default=[], help="cell id, e.g. cu130 (repeatable)")
+    conda.add_argument("--out", default="dist/conda", help="channel dir (default: %(default)s)")
+    for option in ("--matrix", "--project", "--python", "--envs-dir", "--policy"):
+        conda.add_argument(option, help=f"as for torchwheel wheel {option}")
+    conda.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
+    conda.add_argument("--build-dir", default="build/cells", help="shared build root, as for wheel (%(default)s)")
+    conda.add_argument("--strict", action="store_true", help="as for torchwheel wheel --strict")
+    conda.set_defaults(run=_conda)
     audit = commands.add_parser("audit", help="check built .so files against a torch and a manylinux policy")
     audit.add_argument("paths", nargs="+", metavar="PATH", help="a .so file, a build/prebuilt dir or a wheel")
     audit.add_argument("--torch-version", help="fail unless the target torch is this major.minor, e.g. 2.13")
