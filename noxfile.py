@@ -76,6 +76,8 @@ def tests(session: nox.Session) -> None:
         "hypothesis",
         "py-rattler",  # tests/test_conda.py: the solver, the channel index, the installer
         "py-rattler-build",  # release/conda.py: assemble_package
+        "check-jsonschema",  # tests/test_workflow.py: GitHub's workflow schema, as vendored there
+        "zizmor",  # tests/test_workflow.py: the workflow's security audit, run --offline
     )
     _install_project(session)
     env = {}

@@ -159,3 +159,31 @@ def test_the_wheel_command_reads_max_jobs_and_refuses_a_bad_one(tmp_path: Path) 
     assert result.returncode == 2  # a usage error
     assert result.stderr == "torchwheel: error: MAX_JOBS='zero' is not a positive whole number; use e.g. MAX_JOBS=4\n"
     assert not (tmp_path / "dist").exists()
+
+
+def test_each_accelerators_torch_comes_from_torchs_own_index_of_that_name() -> None:
+    matrix = load_matrix(MATRIX)
+    assert {c.id: c.torch_index for c in matrix.cells} == {
+        "cpu": "https://download.pytorch.org/whl/cpu",
+        "cu128": "https://download.pytorch.org/whl/cu128",
+        "cu130": "https://download.pytorch.org/whl/cu130",
+    }
+
+
+def test_a_mirror_replaces_an_accelerators_torch_index() -> None:
+    (cell,) = parse_matrix({**BASE, "accelerators": {"cpu": {"torch_index": "https://mirror.example/whl/cpu/"}}}).cells
+    assert cell.torch_index == "https://mirror.example/whl/cpu"
+
+
+@pytest.mark.parametrize("url", ["download.pytorch.org/whl/cpu", "https://a b", 'https://x"y', 3])
+def test_a_torch_index_that_is_no_url_is_one_line(url: object) -> None:
+    with pytest.raises(
+        SettingsError, match=r"\[accelerators.cpu\] torch_index = .* (is not a package index URL|not a string)"
+    ):
+        parse_matrix({**BASE, "accelerators": {"cpu": {"torch_index": url}}})
+
+
+def test_the_github_matrix_has_no_null() -> None:
+    """GitHub's schema takes a string for each value of a matrix entry: a cpu cell's is ""."""
+    for entry in load_matrix(MATRIX).github_matrix()["include"]:
+        assert all(isinstance(v, str) for v in entry.values()), entry

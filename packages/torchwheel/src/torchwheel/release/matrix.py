@@ -26,6 +26,15 @@ DEFAULT_TEMPLATE = "{name}-{accel}-torch{torch}"
 # A stable-ABI cell serves every torch from its minimum on: one per accelerator, no torch in its name.
 DEFAULT_STABLE_TEMPLATE = "{name}-{accel}"
 
+# Where an accelerator's torch comes from when the matrix does not say: torch's own index of
+# that build (`.../whl/cpu`, `.../whl/cu128`). PyPI's `torch` is one CUDA build per release
+# (whichever CUDA torch chose for it), so a plain `pip install torch==X` gives a cpu cell a CUDA
+# torch and a cu126 cell a torch of another CUDA.
+DEFAULT_TORCH_INDEX = "https://download.pytorch.org/whl/{accel}"
+# What an index URL may start with: a mirror is https (or http inside a network), or a local
+# directory in the simple-API layout (file://), as pip's --index-url takes them.
+_INDEX_SCHEMES = ("https://", "http://", "file://")
+
 # How a cell's CUDA specs are laid out in wheels: all in the cell's wheel, or one wheel per GPU
 # arch family (for cells whose wheel would exceed max_wheel_mb; see cells.py).
 Split = Literal["auto", "arch-family"]
@@ -42,6 +51,7 @@ class VariantCell:
     cuda: str | None  # "13.0"; None for cpu
     arch_list: str | None  # normalised, e.g. "7.5;8.0;9.0;12.0+PTX"
     distribution: str  # "minfer-cu130-torch214"
+    torch_index: str  # the package index the cell's torch is installed from (pip --index-url)
     split: Split = "auto"
     # "full": the project's full-ABI specs, for this torch series only. "stable": its stable-ABI
     # specs, built against this (the newest) series of the accelerator, for every torch from their
@@ -77,6 +87,7 @@ class VariantCell:
             "arch_list": self.arch_list,
             "distribution": self.distribution,
             "torch_abi": self.torch_abi,
+            "torch_index": self.torch_index,
         }
 
 
@@ -97,9 +108,11 @@ class Matrix:
             raise SettingsError(f"cell {cell_id!r} is excluded by the matrix ({reason}); pick one of {known}")
         raise SettingsError(f"cell {cell_id!r} is not in the matrix; pick one of {known}")
 
-    def github_matrix(self) -> dict[str, list[dict[str, object]]]:
-        """The `strategy.matrix` of the wheel-building workflow: one job per cell."""
-        return {"include": [cell.as_dict() for cell in self.cells]}
+    def github_matrix(self) -> dict[str, list[dict[str, str]]]:
+        """The `strategy.matrix` of the wheel-building workflow: one job per cell. Every value is
+        a string, "" where a cell has none (a cpu cell's cuda): GitHub's schema for a matrix
+        entry takes no null, and `matrix.cuda != ''` reads plainly in a step's condition."""
+        return {"include": [{k: "" if v is None else str(v) for k, v in c.as_dict().items()} for c in self.cells]}
 
 
 def _version(text: str, field: str, where: str) -> Version:
@@ -117,7 +130,7 @@ def load_matrix(path: Path) -> Matrix:
 # and build cells nobody asked for.
 _TOP_KEYS = frozenset({"project", "torch", "accelerators", "exclude"})
 _PROJECT_KEYS = frozenset({"name", "distribution", "stable_distribution", "abis", "min_torch", "max_wheel_mb"})
-_ACCELERATOR_KEYS = frozenset({"cuda", "arch_list", "min_torch", "max_torch", "split"})
+_ACCELERATOR_KEYS = frozenset({"cuda", "arch_list", "min_torch", "max_torch", "split", "torch_index"})
 _EXCLUDE_KEYS = frozenset({"accel", "torch", "reason"})
 _TEMPLATE_FIELDS = ("name", "accel", "torch")
 # Names as cell ids, job names and wheel names use them: "cpu", "cu130", "rocm63".
@@ -154,6 +167,7 @@ class _Accelerator:
     low: Version | None
     high: Version | None
     split: Split
+    torch_index: str
 
 
 def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
@@ -176,6 +190,7 @@ def parse_matrix(data: dict[str, Any], where: str = "matrix") -> Matrix:
                 cuda=accelerator.cuda,
                 arch_list=accelerator.arch_list,
                 distribution=project.distribution(accelerator.accel, torch_series),
+                torch_index=accelerator.torch_index,
                 split=accelerator.split,
             )
             reason = excluded_pairs.get((accelerator.accel, torch_series)) or _out_of_range(accelerator, torch_series)
@@ -219,6 +234,7 @@ def _stable_cells(
                 cuda=accelerator.cuda,
                 arch_list=accelerator.arch_list,
                 distribution=project.stable_distribution(accelerator.accel),
+                torch_index=accelerator.torch_index,
                 split=accelerator.split,
                 torch_abi="stable",
                 min_torch=None if project.min_torch is None else str(project.min_torch),
@@ -395,7 +411,22 @@ def _accelerator(accel: str, table: object, where: str) -> _Accelerator:
             f'{where}: [accelerators.{accel}] split = {shown(split)} is unknown; use "auto" or "arch-family"'
         )
     low, high = (_torch_bound(accel, table, key, where) for key in ("min_torch", "max_torch"))
-    return _Accelerator(accel, cuda, arch_list, low, high, split)
+    return _Accelerator(accel, cuda, arch_list, low, high, split, _torch_index(accel, table, where))
+
+
+def _torch_index(accel: str, table: dict[str, Any], where: str) -> str:
+    """The accelerator's torch index: its `torch_index`, else torch's own index of that name."""
+    default = DEFAULT_TORCH_INDEX.format(accel=accel)
+    url = _string(accel, table, "torch_index", f'"{default}"', where)
+    if url is None:
+        return default
+    # Whitespace would split the URL in a shell step; a quote or `$` would end or expand it.
+    if not url.startswith(_INDEX_SCHEMES) or any(c.isspace() or c in "\"'$`\\" for c in url):
+        raise SettingsError(
+            f"{where}: [accelerators.{accel}] torch_index = {url!r} is not a package index URL; write an "
+            f'https:// (or file://) URL of a simple index with no spaces or quotes, e.g. torch_index = "{default}"'
+        )
+    return url.rstrip("/")
 
 
 def _string(accel: str, table: dict[str, Any], key: str, example: str, where: str) -> str | None:
