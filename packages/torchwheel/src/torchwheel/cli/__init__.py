@@ -54,7 +54,9 @@ def _build(args: argparse.Namespace) -> int:
         specs = cpu_specs
     need_cuda = any(s.device == "cuda" for s in specs)
     archs, source = _build_archs(args.arch_list, settings) if need_cuda else ((), None)
-    toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=need_cuda)
+    toolchain = find_toolchain(
+        settings.cxx, settings.cuda_home, need_cuda=need_cuda, launcher=settings.compiler_launcher
+    )
     if need_cuda and (offered := toolchain.cuda_archs()) is not None:
         offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
     torch = TorchInstall.running()

@@ -43,7 +43,9 @@ class JitJob:
 
 
 def plan_job(spec: JitSpec, settings: Settings, gpu_capabilities: tuple[tuple[int, int], ...], project: str) -> JitJob:
-    toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=spec.device == "cuda")
+    toolchain = find_toolchain(
+        settings.cxx, settings.cuda_home, need_cuda=spec.device == "cuda", launcher=settings.compiler_launcher
+    )
     archs = jit_archs(settings, toolchain, gpu_capabilities, project) if spec.device == "cuda" else ()
     target = BuildTarget.make(TorchInstall.running(), toolchain, archs)
     return JitJob(spec, target, cache_key(spec, target))

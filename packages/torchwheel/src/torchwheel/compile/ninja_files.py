@@ -89,12 +89,18 @@ def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_
     ninja = _writer(text)
     ninja.comment(f"spec {spec.name}: written by torchwheel, do not edit")
     ninja.variable("cxx", _command_words([toolchain.cxx.path]))
+    # A compiler cache (sccache, ccache) goes before compiles only: neither caches a link. Without
+    # one the rules are as they always were, so existing build dirs stay up to date.
+    launch = ""
+    if toolchain.launcher is not None:
+        ninja.variable("launcher", _command_words([toolchain.launcher]))
+        launch = "$launcher "
     for name, value in variables.items():
         ninja.variable(name, value)
     for rule, variable in (("cxx", "cflags"), ("cxx_torch", "torch_cflags")):
         ninja.rule(
             rule,
-            f"$cxx -MMD -MF $out.d ${variable} -c $in -o $out",
+            f"{launch}$cxx -MMD -MF $out.d ${variable} -c $in -o $out",
             depfile="$out.d",
             deps="gcc",
             description="$spec: $src",
@@ -113,7 +119,8 @@ def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_
             ninja.variable(variable, variables[variable])
             ninja.rule(
                 rule,
-                f"$nvcc --generate-dependencies-with-compile --dependency-output $out.d ${variable} -c $in -o $out",
+                f"{launch}$nvcc --generate-dependencies-with-compile --dependency-output $out.d "
+                f"${variable} -c $in -o $out",
                 depfile="$out.d",
                 deps="gcc",
                 description="$spec: $src",
@@ -134,6 +141,8 @@ def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_
     for source in spec.all_sources:
         rule = "nvcc" if source.suffix in CUDA_SUFFIXES else "cxx"
         rule += "_torch" if source in spec.torch_sources else ""
+        # The launcher is not in the object's name: it does not change the object, so builds with
+        # and without it share objects (ninja still reruns a compile whose command changed).
         signature = "\0".join([rule, compilers[rule], variables[rule_variables[rule]], str(source)])
         obj = _object_path(objects_dir, signature, spec, source)
         objects.append(obj)

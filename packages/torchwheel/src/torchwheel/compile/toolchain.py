@@ -18,6 +18,7 @@ from pathlib import Path
 
 from torchwheel.compile.nvcc_archs import ToolkitArchs
 from torchwheel.errors import ToolchainError
+from torchwheel.settings import CompilerLauncher
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,11 @@ class Toolchain:
     nvcc: Compiler | None = None
     cuda_home: Path | None = None
     cuda_version: str | None = None  # "13.0"
+    launcher: str | None = None  # a compiler cache's path (sccache, ccache), put before each compile
 
     def identity(self) -> dict[str, str | None]:
+        # No launcher here: a compiler cache hands back the bytes the compiler would write, so it
+        # is not part of what the binary is (keys.py says why it stays out of the key).
         return {
             "cxx": self.cxx.version,
             "nvcc": self.nvcc.version if self.nvcc else None,
@@ -47,17 +51,22 @@ class Toolchain:
         return ToolkitArchs.from_listing(self.cuda_version, listing, self.nvcc.path) if listing else None
 
 
-def find_toolchain(cxx: str, cuda_home: Path | None, *, need_cuda: bool) -> Toolchain:
+def find_toolchain(
+    cxx: str, cuda_home: Path | None, *, need_cuda: bool, launcher: CompilerLauncher | None = None
+) -> Toolchain:
+    """The compilers of a build. `launcher` (settings' `compiler_launcher`) is resolved here, when
+    a build is being planned, so a missing one stops it in one line before anything is written."""
     compiler = _compiler(cxx, "CXX")
+    launcher_path = launcher.resolve() if launcher is not None else None
     if not need_cuda:
-        return Toolchain(cxx=compiler)
+        return Toolchain(cxx=compiler, launcher=launcher_path)
     home = cuda_home or _default_cuda_home()
     if home is None or not (home / "bin" / "nvcc").is_file():
         where = f"CUDA_HOME={home}" if home else "no CUDA_HOME and no nvcc on PATH"
         raise ToolchainError(f"no CUDA toolkit found ({where}); set CUDA_HOME to a toolkit that has bin/nvcc")
     nvcc = _compiler(str(home / "bin" / "nvcc"), "CUDA_HOME")
     match = re.search(r"release (\d+\.\d+)", nvcc.version)
-    return Toolchain(compiler, nvcc, home, match.group(1) if match else None)
+    return Toolchain(compiler, nvcc, home, match.group(1) if match else None, launcher_path)
 
 
 def _default_cuda_home() -> Path | None:

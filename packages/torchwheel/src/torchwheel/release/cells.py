@@ -208,7 +208,8 @@ def _part(part_id: str, specs: tuple[JitSpec, ...], target: BuildTarget, build_r
 
 def _cell_target(cell: VariantCell, build: CellBuild) -> BuildTarget:
     settings = Settings.from_env(build.project.name, build.project.env_prefix)
-    toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=cell.cuda is not None)
+    launcher = settings.compiler_launcher
+    toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=cell.cuda is not None, launcher=launcher)
     if cell.cuda is not None and toolchain.cuda_version != cell.cuda:
         raise ToolchainError(
             f"cell {cell.id} needs CUDA {cell.cuda}, but the toolkit at {toolchain.cuda_home} is "
