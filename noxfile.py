@@ -37,7 +37,7 @@ def _install_project(session: nox.Session, python: str | None = None) -> None:
 
 def _torch214_env(session: nox.Session) -> str:
     """A venv holding torch 2.14.1 (CUDA 13.0), made once and reused."""
-    env = ENVS / "torch-2.14.1"  # named as `torchwheel wheel --envs-dir .venvs` would name it
+    env = ENVS / "torch-2.14.1"  # the tests name it by TORCHWHEEL_TEST_TORCH214_PYTHON, not by this path
     python = str(env / "bin" / "python")
     if not (env / ".ready").exists():
         session.log(f"creating {env} with {TORCH_CUDA} (5 GB, from local disk where present)")
@@ -74,6 +74,7 @@ def tests(session: nox.Session) -> None:
         "-q",
         TORCH_CPU,
         "pytest",
+        "pytest-xdist",
         "numpy",
         "ninja",
         "packaging",
@@ -97,9 +98,11 @@ def tests(session: nox.Session) -> None:
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
         env["TORCHWHEEL_TEST_TORCH214_PYTHON"] = _torch214_env(session)
         env["TORCHWHEEL_TEST_OTHER_CUDA_HOME"] = _other_cuda_home(session)
-    # --durations stays in CI's output, so a test that grows slow is seen; extra arguments (e.g.
-    # -m "not slow" for the edit loop) are added after the defaults.
-    session.run("pytest", "tests", "--durations=25", *session.posargs, env=env)
+    # Two workers, one file each at a time (module fixtures are built once; files with slow tests
+    # go first: tests/conftest.py): much of a test is a subprocess waiting on imports, pip or a
+    # lock, so CI's 2 cores are kept busy. --durations stays in CI's output, so a test that grows
+    # slow is seen; extra arguments (e.g. -m "not slow", or -n 0 to debug) come after the defaults.
+    session.run("pytest", "tests", "-n", "2", "--dist", "loadfile", "--durations=25", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

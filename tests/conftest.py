@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,15 @@ import pytest
 from torchwheel.runtime.torch_install import TorchInstall
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with slow tests first, each file's tests kept together and in order.
+
+    `nox -s tests` spreads files over two workers (pytest-xdist, --dist loadfile); a long file
+    that starts last would run alone at the end while the other core idles."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture
@@ -133,6 +145,51 @@ def torch214_python() -> str:
     if not shutil.which("nvcc") and not Path("/usr/local/cuda/bin/nvcc").exists():
         pytest.skip("no nvcc: CUDA builds need a CUDA toolkit")
     return python
+
+
+@contextlib.contextmanager
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path | None]:
+    """A directory of this test run that one process builds and every pytest-xdist worker reads.
+
+    Yields the empty dir to build into, or None when another worker built it already; the build
+    holds an flock, so a worker that asks meanwhile waits for it instead of building it again."""
+    root = base_of(tmp_path_factory)
+    out, done = root / name, root / f"{name}.done"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            yield None
+        else:
+            shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
+            out.mkdir()
+            yield out
+            done.touch()
+
+
+@pytest.fixture(scope="session")
+def minfer_cuda_build(torch214_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """minfer's 15 CUDA specs built for sm_90a by `torchwheel build` under torch 2.14.1 (CUDA
+    13.0), as a user runs it, once per test run; returns the --out dir. Shared by the CUDA build
+    and audit tests: the slowest compile of the CPU-machine suite is made once."""
+    with built_once(tmp_path_factory, "minfer-cuda") as out:
+        if out is not None:
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_", "CUDA_"))}
+            env.update(
+                TORCHWHEEL_CACHE_DIR=str(out / "cache"),
+                TORCHWHEEL_LOCK_DIR=str(out / "locks"),
+                CUDA_HOME=os.environ.get("CUDA_HOME", "/usr/local/cuda"),
+            )
+            command = [torch214_python, "-m", "torchwheel", "build", "minfer", "--device", "cuda"]
+            command += ["--arch-list", "9.0a", "--out", str(out)]
+            result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3000)
+            assert result.returncode == 0, result.stdout + result.stderr
+    return base_of(tmp_path_factory) / "minfer-cuda"
+
+
+def base_of(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This test run's temp dir: under pytest-xdist, the parent of the workers' own dirs."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int, int, int]]:

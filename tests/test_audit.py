@@ -21,7 +21,6 @@ from torchwheel.runtime.torch_install import TorchInstall
 
 FIXTURES = Path(__file__).parent / "audit_fixtures"
 CXX = os.environ.get("CXX", "c++")
-CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
 CLEAN_SO = "rmsnorm_fp32_cpu/rmsnorm_fp32_cpu.so"
 _glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]  # e.g. "2.36"
 GLIBC = tuple(int(p) for p in _glibc.split("."))
@@ -280,10 +279,9 @@ def test_an_origin_relative_runpath_passes(torch213: TorchInstall, tmp_path: Pat
 
 
 @pytest.fixture(scope="module")
-def cuda_build(torch214_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cuda")
-    args = ("--device", "cuda", "--spec", "rmsnorm_fp32_cuda", "--arch-list", "9.0a")
-    return build_minfer(torch214_python, out, *args, CUDA_HOME=str(CUDA_HOME))
+def cuda_build(minfer_cuda_build: Path) -> Path:
+    """One CUDA spec of the session's minfer CUDA build (tests/conftest.py)."""
+    return minfer_cuda_build / "data" / "aot" / "rmsnorm_fp32_cuda" / "rmsnorm_fp32_cuda.so"
 
 
 @pytest.mark.cuda_build

@@ -19,17 +19,19 @@ class NotRegularFile(OSError):
 
 
 def file_kind(mode: int) -> str:
+    """What a path of this mode is, for messages such as "<path> is a FIFO, not a regular file"."""
     for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
         (stat.S_ISFIFO, "a FIFO"),
         (stat.S_ISCHR, "a character device"),
         (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDIR, "a directory"),
         (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISLNK, "a symlink"),
     ):
         if test(mode):
             return name
-    return "a regular file"
+    return "a file of an unknown kind"
 
 
 def open_regular(path: Path, limit: int | None = None) -> int:

@@ -48,9 +48,9 @@ from elftools.elf.sections import SymbolTableSection
 from packaging.tags import parse_tag
 
 from torchwheel.errors import AuditError, SettingsError, ToolchainError
+from torchwheel.files import NotRegularFile, file_kind, open_regular
 from torchwheel.runtime.manifest import MANIFEST_NAME, ManifestEntry, read_manifest
 from torchwheel.runtime.torch_install import TorchInstall
-from torchwheel.runtime.trust import NotRegularFile, open_regular
 from torchwheel.spec import TorchAbi
 
 # Torch's own libraries that an extension links against; the CUDA pair exists only in CUDA builds.
@@ -324,7 +324,7 @@ def _shared_objects(path: Path, stack: ExitStack) -> Iterator[tuple[str, Path, B
         yield from _under(path, path, str(path))
     elif not stat.S_ISREG(mode):
         raise AuditError(
-            f"audit path {_named(path)} is {_kind(mode)}, not a regular file; "
+            f"audit path {_named(path)} is {file_kind(mode)}, not a regular file; "
             "pass a .so file, a build directory or a wheel"
         )
     elif path.suffix == ".whl":
@@ -347,11 +347,6 @@ def _mode(path: Path, what: str) -> int:
     except (OSError, ValueError) as error:  # EACCES, ENAMETOOLONG, ELOOP; ValueError: a NUL byte
         why = error.strerror if isinstance(error, OSError) else str(error)
         raise AuditError(f"{what} {path} cannot be examined ({why}); pass a path you can read") from None
-
-
-def _kind(mode: int) -> str:
-    kinds = {"p": "a FIFO", "c": "a character device", "b": "a block device", "d": "a directory", "s": "a socket"}
-    return kinds.get(stat.filemode(mode)[0], "a file of an unknown kind")
 
 
 def _named(path: Path) -> str:
@@ -396,7 +391,7 @@ def _under(root: Path, search: Path, display: str) -> Iterator[tuple[str, Path, 
             files.append((shown, so))
         elif not stat.S_ISDIR(mode):
             raise AuditError(
-                f"{shown} is {_kind(mode)}, not a regular file; remove it, or audit the built .so files by path"
+                f"{shown} is {file_kind(mode)}, not a regular file; remove it, or audit the built .so files by path"
             )
     if not files:
         raise AuditError(f"no .so file in {display}; pass a build directory or wheel that holds built .so files")

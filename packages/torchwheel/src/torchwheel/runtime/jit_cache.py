@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchwheel.runtime.trust import read_regular, trusted_dir_problem, trusted_file_problem
+from torchwheel.files import read_regular
+from torchwheel.runtime.trust import trusted_dir_problem, trusted_file_problem
 from torchwheel.runtime.verify import Verifier
 
 ENTRY_FILE = "entry.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from torchwheel.errors import ManifestError
-from torchwheel.runtime.trust import open_regular, read_regular
+from torchwheel.files import open_regular, read_regular
 from torchwheel.spec import DEVICES, SERIES_PATTERN, TORCH_ABIS, Device, TorchAbi
 
 SCHEMA_VERSION = 1

@@ -18,12 +18,12 @@ file first, so a FIFO or a device where a manifest or `.so` should be is refused
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from pathlib import Path
 
 from torchwheel.errors import SettingsError
+from torchwheel.files import file_kind
 
 
 def private_dir_problem(path: Path, what: str, variable: str | None = None) -> str | None:
@@ -92,47 +92,6 @@ def ensure_private_dir(path: Path, what: str, variable: str | None = None) -> Pa
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
-class NotRegularFile(OSError):
-    """A path that should be a regular file is a FIFO, a device, a directory or a socket."""
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISLNK, "a symlink"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def open_regular(path: Path, limit: int | None = None) -> int:
-    """An fd of `path` for reading, opened without blocking (a FIFO does not hang the open) and
-    refused (NotRegularFile) unless it is a regular file no larger than `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotRegularFile(errno.EINVAL, f"is {_kind(info.st_mode)}, not a regular file", str(path))
-        if limit is not None and info.st_size > limit:
-            raise NotRegularFile(errno.EFBIG, f"is {info.st_size} bytes, more than {limit}", str(path))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of a small regular file (a manifest, an entry record); OSError otherwise."""
-    fd = open_regular(path, limit)
-    with os.fdopen(fd, "rb") as stream:
-        return stream.read(limit + 1)
-
-
 def _dir_problem(path: str, *, own: bool) -> str | None:
     """Why directory `path` (one step of a chain) is not safe; `own`: one of ours, which no one
     else may write even with the sticky bit (they could add the file we are about to look for)."""
@@ -140,7 +99,7 @@ def _dir_problem(path: str, *, own: bool) -> str | None:
     if stat.S_ISLNK(info.st_mode):
         return None  # judged by the directory it sits in (a step of this chain) and its target (the resolved chain)
     if not stat.S_ISDIR(info.st_mode):
-        return f"{path} is {_kind(info.st_mode)}"
+        return f"{path} is {file_kind(info.st_mode)}"
     if info.st_uid not in (os.getuid(), 0):
         return f"{path} belongs to uid {info.st_uid}, neither you (uid {os.getuid()}) nor root"
     if info.st_mode & _OTHERS_WRITE and (own or not info.st_mode & stat.S_ISVTX):
@@ -206,7 +165,7 @@ def trusted_file_problem(directory: Path, relative: str) -> str | None:
     except OSError as error:
         return f"{path} is missing ({error.strerror})"
     if not stat.S_ISREG(info.st_mode):
-        return f"{path} is {_kind(info.st_mode)}, not a regular file"
+        return f"{path} is {file_kind(info.st_mode)}, not a regular file"
     if info.st_uid not in (os.getuid(), 0):
         return f"{path} belongs to uid {info.st_uid}, neither you (uid {os.getuid()}) nor root"
     if info.st_mode & _OTHERS_WRITE:
