@@ -412,8 +412,8 @@ def test_a_torch_of_another_cuda_for_a_cell_is_one_line_before_any_compile(
     )  # fmt: skip
     assert result.returncode == 4, result.stdout + result.stderr  # the environment is refused
     assert result.stderr == (
-        f"torchwheel: error: cell cu128 needs a CUDA 12.8 build of torch 2.14.1, but {torch214_python} has 2.14.1+cu130 "
-        "(CUDA 13.0); install it with pip install --index-url https://download.pytorch.org/whl/cu128 "
+        f"torchwheel: error: cell cu128 needs a CUDA 12.8 build of torch 2.14.1, but {torch214_python} has "
+        "2.14.1+cu130 (CUDA 13.0); install it with pip install --index-url https://download.pytorch.org/whl/cu128 "
         "torch==2.14.1, or pass --python with an interpreter that has it\n"
     )
     assert not out.exists() and not (tmp_path / "build").exists()
