@@ -4,7 +4,9 @@ each tree with its own torchwheel, built from scratch by `torchwheel build` (fre
 dir every time). The kernels are the same in both trees; only the binding units differ.
 
     python benchmarks/bench_cell_abi.py --python .venvs/torch-2.14.1/bin/python --device cpu
-    python benchmarks/bench_cell_abi.py --python python3 --device cuda --arch-list 9.0   # GPU machine
+    # the GPU machine has no git history: export the trees here, carry build/cell-abi, then there
+    python benchmarks/bench_cell_abi.py --export build/cell-abi
+    python benchmarks/bench_cell_abi.py --trees build/cell-abi --python python3 --device cuda --arch-list 9.0
 
 Builds alternate (full, stable, full, ...) so that load from other jobs falls on both alike; the
 ratio of medians is the figure to read. Each build prints its wall time as it ends.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import shutil
 import statistics
 import subprocess
 import tarfile
@@ -55,17 +58,27 @@ def build_seconds(tree: Path, python: str, device: str, arch_list: str | None, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--python", required=True, help="an interpreter with the torch to build against")
+    parser.add_argument("--python", default="python3", help="an interpreter with the torch to build against")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--arch-list", help="for --device cuda, e.g. 9.0")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--export", type=Path, help="only write the two trees into this dir")
+    parser.add_argument("--trees", type=Path, help="build the trees written by --export here")
     args = parser.parse_args()
+    python = str(Path(shutil.which(args.python) or args.python).absolute())  # builds run in other dirs
+    if args.export:
+        for kind, commit in TREES.items():
+            print(f"{kind}: {commit} -> {export(commit, args.export / kind)}")
+        return
     with tempfile.TemporaryDirectory() as scratch:
-        trees = {kind: export(commit, Path(scratch) / kind) for kind, commit in TREES.items()}
+        if args.trees:
+            trees = {kind: args.trees.absolute() / kind for kind in TREES}
+        else:
+            trees = {kind: export(commit, Path(scratch) / kind) for kind, commit in TREES.items()}
         times: dict[str, list[float]] = {kind: [] for kind in trees}
         for round_ in range(args.rounds):
             for kind, tree in trees.items():
-                times[kind].append(build_seconds(tree, args.python, args.device, args.arch_list, Path(scratch)))
+                times[kind].append(build_seconds(tree, python, args.device, args.arch_list, Path(scratch)))
                 print(f"round {round_ + 1}/{args.rounds} {kind}: {times[kind][-1]:.1f} s", flush=True)
     full, stable = (statistics.median(times[k]) for k in TREES)
     cores = len(os.sched_getaffinity(0))
