@@ -23,6 +23,7 @@ PREBUILT_LOAD_MODULES = [
     "torchwheel",
     "torchwheel.arch",
     "torchwheel.errors",
+    "torchwheel.files",
     "torchwheel.project",
     "torchwheel.runtime",
     "torchwheel.runtime.gpus",
