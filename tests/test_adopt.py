@@ -22,6 +22,10 @@ import pytest
 
 from conftest import isolated_env
 
+# The project is built as wheels, variant wheels and venvs, JIT-built and compiled for CUDA:
+# minutes on 2 cores, so the edit loop (-m "not slow") leaves it to CI.
+pytestmark = pytest.mark.slow
+
 BINDING = """\
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -340,7 +344,6 @@ def test_doctor_in_the_project_builds_nothing_and_gives_a_verdict_per_spec(proje
 
 
 @pytest.mark.cuda_build
-@pytest.mark.slow
 def test_its_cuda_spec_compiles_for_cu130_torch214(
     project: Path, work: Path, env: dict[str, str], torch214_python: str
 ) -> None:

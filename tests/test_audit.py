@@ -285,6 +285,7 @@ def cuda_build(minfer_cuda_build: Path) -> Path:
 
 
 @pytest.mark.cuda_build
+@pytest.mark.slow  # minfer's CUDA build (tests/conftest.py)
 def test_a_cuda_build_passes_against_the_cuda_torch_it_was_built_for(cuda_build: Path, torch214_python: str) -> None:
     report = audit_paths([cuda_build], TorchInstall.probe(torch214_python))
     assert report.passed, report.format()
@@ -292,6 +293,7 @@ def test_a_cuda_build_passes_against_the_cuda_torch_it_was_built_for(cuda_build:
 
 
 @pytest.mark.cuda_build
+@pytest.mark.slow  # minfer's CUDA build (tests/conftest.py)
 def test_a_cuda_build_fails_against_a_cpu_torch(cuda_build: Path, torch213: TorchInstall) -> None:
     [file] = audit_paths([cuda_build], torch213).files
     # minfer's bindings use the stable ABI: the CUDA stream comes from libtorch_cuda's C shim.

@@ -56,6 +56,7 @@ def test_a_changed_source_rebuilds(tiny_project: Path, private_env) -> None:
     assert second["path"] != first["path"]
 
 
+@pytest.mark.slow  # two compiles; tests/test_cache_key.py shows the key change without them
 def test_a_changed_included_header_rebuilds(tiny_project: Path, private_env) -> None:
     use_tiny(tiny_project, private_env)
     header = tiny_project / "src" / "include" / "tiny" / "scale.h"
@@ -64,12 +65,14 @@ def test_a_changed_included_header_rebuilds(tiny_project: Path, private_env) -> 
     assert second["origin"] == "jit-build" and second["value"] == 4.0
 
 
+@pytest.mark.slow  # two compiles; tests/test_cache_key.py shows the key change without them
 def test_a_changed_flag_rebuilds(tiny_project: Path, private_env) -> None:
     use_tiny(tiny_project, private_env)
     second, _ = use_tiny(tiny_project, private_env, TINY_EXTRA_CFLAGS="-DTINY_FACTOR=5.0f")
     assert second["origin"] == "jit-build" and second["value"] == 5.0
 
 
+@pytest.mark.slow  # two compiles; tests/test_cache_key.py shows the key change without them
 def test_a_prebuilt_binary_for_another_torch_is_refused_with_its_reason(tiny_project: Path, private_env) -> None:
     out = tiny_project / "out"
     run_python(

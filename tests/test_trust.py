@@ -285,6 +285,7 @@ CACHE_ATTACKS = {
 }
 
 
+@pytest.mark.slow  # half of the cases rebuild the entry: a JIT compile each
 @pytest.mark.parametrize("how", HOWS)
 @pytest.mark.parametrize("level", CACHE_ATTACKS)
 def test_another_user_cannot_get_a_library_loaded_through_the_jit_cache(

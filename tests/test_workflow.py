@@ -250,17 +250,20 @@ def cpu_job(clone: Clone, tmp_path_factory: pytest.TempPathFactory) -> JobRun:
     return JobRun(steps, artifacts, work / "runner-temp")
 
 
+@pytest.mark.slow  # the job builds all 15 of minfer's CPU specs
 def test_the_cpu_cells_steps_in_a_clean_clone_give_the_variant_wheel(cpu_job: JobRun) -> None:
     (wheel,) = cpu_job.artifacts["wheels-cpu"]
     assert re.fullmatch(r"minfer_cpu-0\.1\.0-py3-none-manylinux_2_\d+_x86_64\.whl", wheel.name), wheel.name
 
 
+@pytest.mark.slow  # the job builds all 15 of minfer's CPU specs
 def test_the_cpu_cells_torch_is_the_cpu_build_from_its_index(cpu_job: JobRun) -> None:
     python = cpu_job.runner_temp / "cell" / "bin" / "python"
     version = run(python, "-c", "import torch; print(torch.__version__, torch.version.cuda)").split()
     assert version == ["2.13.0+cpu", "None"]
 
 
+@pytest.mark.slow  # the job builds all 15 of minfer's CPU specs
 def test_the_cpu_cells_smoke_test_loads_every_spec_from_the_wheel(cpu_job: JobRun) -> None:
     (smoke,) = [s for s in cpu_job.steps if s.name == "Smoke test"]
     verdicts = re.findall(r"^ {4}(\w+_cpu)\s+(\S+)", smoke.output, re.MULTILINE)
@@ -268,6 +271,7 @@ def test_the_cpu_cells_smoke_test_loads_every_spec_from_the_wheel(cpu_job: JobRu
     assert {verdict for _, verdict in verdicts} == {"prebuilt"}, smoke.output
 
 
+@pytest.mark.slow  # the job builds all 15 of minfer's CPU specs
 def test_the_cpu_cells_conda_packages_come_from_the_same_build(cpu_job: JobRun) -> None:
     packages = [p.name for p in cpu_job.artifacts["conda-cpu"] if p.name.endswith(".conda")]
     assert any(name.startswith("minfer-prebuilt-") for name in packages), packages
