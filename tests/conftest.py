@@ -120,6 +120,14 @@ def isolated_env(tmp: Path, project: Path | None = None) -> dict[str, str]:
     return env
 
 
+def build_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """isolated_env without CUDA_* either, plus `extra`: a build that finds its toolkit only as a
+    test says (CUDA_HOME given, or the default /usr/local/cuda)."""
+    env = {k: v for k, v in isolated_env(tmp).items() if not k.startswith("CUDA_")}
+    env.update(extra)
+    return env
+
+
 def run_python(
     code: str, env: dict[str, str], cwd: Path | None = None, python: str | None = None
 ) -> subprocess.CompletedProcess:
@@ -173,12 +181,7 @@ def minfer_cuda_build(torch214_python: str, tmp_path_factory: pytest.TempPathFac
     and audit tests: the slowest compile of the CPU-machine suite is made once."""
     with built_once(tmp_path_factory, "minfer-cuda") as out:
         if out is not None:
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_", "CUDA_"))}
-            env.update(
-                TORCHWHEEL_CACHE_DIR=str(out / "cache"),
-                TORCHWHEEL_LOCK_DIR=str(out / "locks"),
-                CUDA_HOME=os.environ.get("CUDA_HOME", "/usr/local/cuda"),
-            )
+            env = build_env(out, CUDA_HOME=os.environ.get("CUDA_HOME", "/usr/local/cuda"))
             command = [torch214_python, "-m", "torchwheel", "build", "minfer", "--device", "cuda"]
             command += ["--arch-list", "9.0a", "--out", str(out)]
             result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3000)

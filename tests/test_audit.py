@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import build_env
 from torchwheel.cli import main
 from torchwheel.release.audit import SearchPath, VersionedSymbol, audit_paths, torch_policy
 from torchwheel.runtime.torch_install import TorchInstall
@@ -24,12 +25,6 @@ CXX = os.environ.get("CXX", "c++")
 CLEAN_SO = "rmsnorm_fp32_cpu/rmsnorm_fp32_cpu.so"
 _glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]  # e.g. "2.36"
 GLIBC = tuple(int(p) for p in _glibc.split("."))
-
-
-def build_env(tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_", "CUDA_"))}
-    env.update(TORCHWHEEL_CACHE_DIR=str(tmp / "cache"), TORCHWHEEL_LOCK_DIR=str(tmp / "locks"), **extra)
-    return env
 
 
 def build_minfer(python: str, out: Path, *args: str, **env: str) -> Path:

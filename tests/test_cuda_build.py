@@ -10,17 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_python
+from conftest import build_env, run_python
 
 pytestmark = [pytest.mark.cuda_build, pytest.mark.slow]
 
 CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
-
-
-def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_", "CUDA_"))}
-    env.update(TORCHWHEEL_CACHE_DIR=str(tmp / "cache"), TORCHWHEEL_LOCK_DIR=str(tmp / "locks"), **extra)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +65,7 @@ print(json.dumps({"key": key, "hit": hit is not None, "nvcc": toolchain.nvcc.ver
 
 
 def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(torch214_python: str, tmp_path: Path) -> None:
-    env = clean_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a")
+    env = build_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a")
     first = run_python(JIT_LOAD, {**env, "CUDA_HOME": str(CUDA_HOME)}, python=torch214_python)
     assert json.loads(first.stdout.splitlines()[-1])["origin"] == "jit-build"
 
@@ -96,7 +90,7 @@ def test_a_symlinked_cuda_home_hits_the_cache_and_another_toolkit_misses(torch21
 
 
 def test_no_toolkit_is_one_clear_line(torch214_python: str, tmp_path: Path) -> None:
-    env = clean_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a", CUDA_HOME=str(tmp_path / "nowhere"))
+    env = build_env(tmp_path, MINFER_CUDA_ARCH_LIST="9.0a", CUDA_HOME=str(tmp_path / "nowhere"))
     result = subprocess.run([torch214_python, "-c", JIT_LOAD], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert (
