@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import isolated_env
 from torchwheel.config import packaged_table, read_packaged, read_pyproject
 from torchwheel.errors import SettingsError, SpecError
 
@@ -70,6 +71,11 @@ def test_a_spec_loads_after_the_specs_it_names(tmp_path: Path) -> None:
         (("[tool.torchwheel]\n", "[tool.torchwheel]\nenv_prefix = 5\n"), "env_prefix = 5 is an integer, not a string"),
         (("[tool.torchwheel]\n", '[tool.torchwheel]\ngenerate_specs = "no colon"\n'), "is not module:function"),
         (("[tool.torchwheel]\n", "[tool.torchwheel]\nmatrix = 3\n"), "matrix = 3 is an integer"),
+        (("[tool.torchwheel]\n", "[tool.torchwheel]\nsettings = 3\n"), "settings = 3 is an integer"),
+        (
+            ("[tool.torchwheel]\n", '[tool.torchwheel]\nsettings = {cache_dir = "/x"}\n'),
+            "unknown key 'cache_dir' in [tool.torchwheel.settings]",
+        ),
     ],
 )
 def test_a_mistake_is_one_line_naming_the_key_and_the_file(
@@ -118,3 +124,48 @@ def test_the_cli_in_a_directory_without_a_table_says_how_to_name_a_project(tmp_p
     assert result.returncode == 2
     assert result.stderr.startswith("torchwheel: error: no pyproject.toml with a [tool.torchwheel] table in ")
     assert len(result.stderr.splitlines()) == 1
+
+
+JOBS_PROJECT = """\
+[project]
+name = "jobs-demo"
+version = "0.1.0"
+
+[tool.torchwheel.settings]
+max_jobs = 1
+
+[[tool.torchwheel.spec]]
+name = "jobs_demo_cpu"
+sources = ["k.cpp"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "options", "jobs"),
+    [({}, [], 1), ({"MAX_JOBS": "2"}, [], 2), ({"MAX_JOBS": "2"}, ["--jobs", "3"], 3)],
+    ids=["table", "environment-over-table", "option-over-environment"],
+)
+def test_the_cli_takes_a_setting_from_the_table_the_environment_then_its_options(
+    tmp_path: Path, env: dict[str, str], options: list[str], jobs: int
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(JOBS_PROJECT)
+    (tmp_path / "k.cpp").write_text("int jobs_demo() { return 1; }\n")
+    environ = {k: v for k, v in isolated_env(tmp_path).items() if k != "MAX_JOBS"} | env
+    command = [sys.executable, "-m", "torchwheel", "build", "--device", "cpu", "--out", str(tmp_path / "out"), *options]
+    result = subprocess.run(command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"with ninja -j{jobs}\n" in result.stdout
+
+
+def test_a_malformed_table_setting_stops_the_cli_before_anything_is_built(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(JOBS_PROJECT.replace("max_jobs = 1", 'max_jobs = "all"'))
+    (tmp_path / "k.cpp").write_text("int jobs_demo() { return 1; }\n")
+    environ = {k: v for k, v in isolated_env(tmp_path).items() if k != "MAX_JOBS"}
+    command = [sys.executable, "-m", "torchwheel", "build", "--out", str(tmp_path / "out")]
+    result = subprocess.run(command, cwd=tmp_path, env=environ, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"torchwheel: error: {tmp_path / 'pyproject.toml'} [tool.torchwheel.settings] max_jobs = 'all' "
+        "is not a positive whole number; use e.g. max_jobs = 4\n"
+    )
+    assert not (tmp_path / "out").exists()

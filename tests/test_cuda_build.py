@@ -51,11 +51,10 @@ from torchwheel.arch import parse_arch_list
 from torchwheel.runtime.jit_cache import JitCache
 from torchwheel.compile.build_target import BuildTarget
 from torchwheel.compile.keys import cache_key
-from torchwheel.settings import Settings
 from torchwheel.runtime.torch_install import TorchInstall
 from torchwheel.compile.toolchain import find_toolchain
 from torchwheel.project import load_project; PROJECT = load_project("minfer")
-settings = Settings.from_env("minfer", "MINFER")
+settings = PROJECT.settings()
 spec = {s.name: s for s in PROJECT.make_specs()}["silu_and_mul_fp16_cuda"]
 toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=True)
 key = cache_key(spec, BuildTarget.make(TorchInstall.running(), toolchain, parse_arch_list("9.0a")))

@@ -27,7 +27,7 @@ from torchwheel.compile.ninja_run import build_specs
 from torchwheel.compile.toolchain import find_toolchain
 from torchwheel.errors import SettingsError
 from torchwheel.runtime.torch_install import TorchInstall
-from torchwheel.settings import CompilerLauncher, Settings
+from torchwheel.settings import CompilerLauncher, Settings, Sources
 from torchwheel.spec import JitSpec
 
 CUDA_HOME = Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"))
@@ -45,7 +45,7 @@ def need(program: str, install: str) -> str:
 
 
 def settings_of(env: dict[str, str]) -> Settings:
-    return Settings.from_env("tiny", "TINY", {"HOME": "/nonexistent", **env})
+    return Settings.resolve(Sources("tiny", "TINY", environ={"HOME": "/nonexistent", **env}))
 
 
 def test_the_project_launcher_wins_over_the_torchwheel_one() -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from torchwheel.errors import SettingsError, SpecError
 from torchwheel.files import read_regular, read_toml
 from torchwheel.project import Project
+from torchwheel.settings import TABLE_KEYS
 from torchwheel.spec import DEVICES, SERIES_PATTERN, TORCH_ABIS, Device, JitSpec, TorchAbi, check_unique_names
 from torchwheel.tables import check_known_keys, kind_of, shown
 
@@ -45,6 +46,7 @@ _TOP_KEYS = frozenset(
         "spec",
         "generate_specs",
         "matrix",
+        "settings",
         "variant",
     }
 )
@@ -95,6 +97,7 @@ class ProjectConfig:
     version: str | None = None  # [project] version of a pyproject.toml that states it
     torch_abi: TorchAbi = "full"  # the specs' default
     min_torch: str | None = None  # the stable specs' minimum torch
+    settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # [tool.torchwheel.settings], keys checked
 
     def make_specs(self) -> list[JitSpec]:
         specs = [self.spec_of(table) for table in self.specs]
@@ -104,7 +107,15 @@ class ProjectConfig:
         return _in_load_order(specs, {t.name: t.after for t in self.specs}, self.where)
 
     def project(self) -> Project:
-        return Project(self.name, self.env_prefix, self.make_specs, package=self.package, version=self.version)
+        return Project(
+            self.name,
+            self.env_prefix,
+            self.make_specs,
+            package=self.package,
+            version=self.version,
+            settings_table=self.settings,
+            where=self.where,
+        )
 
     def spec_of(self, table: SpecTable) -> JitSpec:
         paths = {key: self._matches(table, key, globs) for key, globs in table.paths.items()}
@@ -264,8 +275,22 @@ def parse_table(table: dict[str, Any], root: Path, where: str, distribution: str
         )
     version = _table_version(table, where)
     return ProjectConfig(
-        name, env_prefix, package, specs, generate, matrix, root, where, version, abi or "full", minimum
-    )
+        name, env_prefix, package, specs, generate, matrix, root, where, version, abi or "full", minimum,
+        _settings(table, where),
+    )  # fmt: skip
+
+
+def _settings(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """`[tool.torchwheel.settings]`: its keys checked here, its values where each is resolved
+    (settings.py), so that a value given in the table or the environment is checked one way."""
+    value = table.get("settings", {})
+    if not isinstance(value, dict):
+        raise SettingsError(
+            f"{where}: [tool.torchwheel] settings = {shown(value)} is {kind_of(value)}; "
+            "write a [tool.torchwheel.settings] table"
+        )
+    check_known_keys(value, TABLE_KEYS, "in [tool.torchwheel.settings]", where)
+    return value
 
 
 def _abi(table: dict[str, Any], label: str, where: str, default: TorchAbi | None) -> TorchAbi | None:

@@ -7,11 +7,12 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchwheel.errors import SettingsError
+from torchwheel.settings import FlagStyle, Settings, Sources
 from torchwheel.spec import JitSpec
 
 ENTRY_POINT_GROUP = "torchwheel.projects"
@@ -31,6 +32,27 @@ class Project:
     make_specs: Callable[[], Sequence[JitSpec]]
     package: str | None = None
     version: str | None = None  # where the project's own pyproject.toml states it; else the installed one
+    settings_table: Mapping[str, object] = field(default_factory=dict, compare=False)  # [tool.torchwheel.settings]
+    where: str = ""  # the file the project was read from, for messages about its table
+
+    def settings(
+        self,
+        flags: Mapping[str, object] | None = None,
+        flag_style: FlagStyle = "option",
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """This project's settings: its table, then the environment, then `flags` (settings.py)."""
+        return Settings.resolve(
+            Sources(
+                self.name,
+                self.env_prefix,
+                self.settings_table,
+                self.where,
+                os.environ if environ is None else environ,
+                flags or {},
+                flag_style,
+            )
+        )
 
 
 def load_project(reference: str | None = None, start: Path | None = None) -> Project:

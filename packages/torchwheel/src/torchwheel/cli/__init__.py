@@ -32,7 +32,6 @@ def _build(args: argparse.Namespace) -> int:
     from torchwheel.project import load_project
     from torchwheel.release.prebuilt import PrebuiltPart, build_prebuilt
     from torchwheel.runtime.torch_install import TorchInstall
-    from torchwheel.settings import Settings
 
     out = Path(args.out).absolute()
     # ninja's dir is made before the build; the prebuilt dir, by publishing, once the audit passed.
@@ -40,7 +39,7 @@ def _build(args: argparse.Namespace) -> int:
     OutputDir.checked("--out", args.out, out / "data" / "aot")
     project = load_project(args.project)
     specs = _selected_specs(project.make_specs(), args.device, args.spec, project.name)
-    settings = Settings.from_env(project.name, project.env_prefix)
+    settings = project.settings({"arch_list": args.arch_list, "max_jobs": args.jobs})
     cpu_specs = [s for s in specs if s.device == "cpu"]
     if (
         args.device == "all"
@@ -53,7 +52,7 @@ def _build(args: argparse.Namespace) -> int:
         print(f"skipping {len(specs) - len(cpu_specs)} CUDA specs: this torch has no CUDA (run under a CUDA torch)")
         specs = cpu_specs
     need_cuda = any(s.device == "cuda" for s in specs)
-    archs, source = _build_archs(args.arch_list, settings) if need_cuda else ((), None)
+    archs, source = _build_archs(settings) if need_cuda else ((), None)
     toolchain = find_toolchain(
         settings.cxx, settings.cuda_home, need_cuda=need_cuda, launcher=settings.compiler_launcher
     )
@@ -66,7 +65,7 @@ def _build(args: argparse.Namespace) -> int:
             "against; run under a CUDA torch, or pass --device cpu"
         )
     target = BuildTarget.make(torch, toolchain, archs)
-    jobs = _jobs(args.jobs) or settings.jobs
+    jobs = settings.jobs
     build_dir.create()  # last before the build: any earlier refusal leaves nothing behind
     prebuilt_dir = out / "data" / "aot"
     print(
@@ -106,22 +105,16 @@ def _selected_specs(specs: Sequence[JitSpec], device: str, patterns: list[str], 
     return chosen
 
 
-def _build_archs(arch_list: str | None, settings: Settings) -> tuple[tuple[CudaArch, ...], str | None]:
+def _build_archs(settings: Settings) -> tuple[tuple[CudaArch, ...], str | None]:
     from torchwheel.arch import parse_arch_list
 
-    text = arch_list or settings.arch_list
-    if not text:
+    if not settings.arch_list:
         raise SettingsError(
-            "no CUDA arch list for the cuda specs; pass --arch-list (e.g. '8.0;9.0a') or set TORCH_CUDA_ARCH_LIST"
+            "no CUDA arch list for the cuda specs; pass --arch-list (e.g. '8.0;9.0a'), set TORCH_CUDA_ARCH_LIST, "
+            "or write arch_list in [tool.torchwheel.settings]"
         )
-    source = "--arch-list" if arch_list else settings.arch_list_from
-    return parse_arch_list(text, source), source
-
-
-def _jobs(value: int | None) -> int | None:
-    if value is not None and value < 1:
-        raise SettingsError(f"--jobs {value} is not a positive number of parallel jobs; pass e.g. --jobs 4")
-    return value
+    source = settings.origin("arch_list")
+    return parse_arch_list(settings.arch_list, source), source
 
 
 def _kind(mode: int) -> str:
@@ -298,8 +291,8 @@ class _WheelRun:
     matrix: Matrix
     cells: tuple[VariantCell, ...]
     project: Project
-    jobs: int
-    python: Path | None  # --python; None: a venv per torch version under envs
+    settings: Settings  # the project's, with this command's options over them
+    python: Path | None  # the python setting; None: a venv per torch version under envs
     out: OutputDir
     build_dir: OutputDir
     envs: OutputDir | None  # --envs-dir, where no --python is given
@@ -315,19 +308,21 @@ class _WheelRun:
 
 def _wheel_run(args: argparse.Namespace) -> _WheelRun:
     from torchwheel.release.wheel import source_date_epoch
-    from torchwheel.settings import Settings, default_envs_dir
 
     matrix, _ = _load_matrix(args.matrix)
     cells = tuple(matrix.cell(c) for c in args.cell)
-    if args.python and len(cells) > 1:
-        raise SettingsError("--python serves one cell; build one --cell at a time with it")
-    python = _interpreter(args.python) if args.python else None
     project = _project_of_matrix(args.project, matrix.project)
-    jobs = _jobs(args.jobs) or Settings.from_env(project.name, project.env_prefix).jobs
+    options = {"max_jobs": args.jobs, "build_dir": args.build_dir, "envs_dir": args.envs_dir, "python": args.python}
+    settings = project.settings(options)
+    python_from = settings.origin("python") or "--python"
+    if settings.python and len(cells) > 1:
+        raise SettingsError(f"{python_from} serves one cell; build one --cell at a time with it")
+    python = _interpreter(settings.python, python_from) if settings.python else None
     source_date_epoch()  # a malformed SOURCE_DATE_EPOCH, refused now rather than after the build
-    out, build_dir = OutputDir.checked("--out", args.out), OutputDir.checked("--build-dir", args.build_dir)
-    envs = None if python else OutputDir.checked("--envs-dir", args.envs_dir or str(default_envs_dir()))
-    return _WheelRun(matrix, cells, project, jobs, python, out, build_dir, envs)
+    out = OutputDir.checked("--out", args.out)
+    build_dir = OutputDir.checked(settings.origin("build_dir") or "--build-dir", settings.build_dir)
+    envs = None if python else OutputDir.checked(settings.origin("envs_dir") or "--envs-dir", settings.envs_dir)
+    return _WheelRun(matrix, cells, project, settings, python, out, build_dir, envs)
 
 
 def _wheel(args: argparse.Namespace) -> int:
@@ -348,7 +343,7 @@ def _wheel(args: argparse.Namespace) -> int:
             torch,
             build_root=run.build_dir.path,
             out_dir=run.out.path,
-            jobs=run.jobs,
+            settings=run.settings,
             max_wheel_bytes=run.matrix.max_wheel_bytes,
             progress=_print_step(f"{label} "),
             audit=AuditSettings(args.policy, args.strict),
@@ -402,7 +397,7 @@ def _conda(args: argparse.Namespace) -> int:
         stage = run.build_dir.path / "conda" / cell.id
         torch = cell_target(cell, run.interpreter(cell))
         build = prepare_cell_build(
-            run.project, torch, build_root=run.build_dir.path, out_dir=stage / "wheels", jobs=run.jobs,
+            run.project, torch, build_root=run.build_dir.path, out_dir=stage / "wheels", settings=run.settings,
             max_wheel_bytes=None, progress=_print_step(f"{label} "), audit=AuditSettings(args.policy, args.strict),
         )  # fmt: skip
         run.build_dir.create()
@@ -502,7 +497,7 @@ def parser() -> argparse.ArgumentParser:
     wheel.add_argument("--project", help=_PROJECT_HELP)
     wheel.add_argument("--python", help="interpreter with the cell's torch (default: a venv per torch version)")
     wheel.add_argument("--envs-dir", help="where per-torch venvs live (default: ~/.cache/torchwheel/envs)")
-    wheel.add_argument("--build-dir", default="build/cells", help="shared build root (default: %(default)s)")
+    wheel.add_argument("--build-dir", help="shared build root (default: build/cells)")
     wheel.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
     wheel.add_argument("--policy", help="manylinux policy to audit against (default: the target torch's own)")
     wheel.add_argument("--strict", action="store_true", help="fail where the binaries need more than --policy")
@@ -515,7 +510,7 @@ def parser() -> argparse.ArgumentParser:
     for option in ("--matrix", "--project", "--python", "--envs-dir", "--policy"):
         conda.add_argument(option, help=f"as for torchwheel wheel {option}")
     conda.add_argument("--jobs", type=int, help="parallel jobs (default: MAX_JOBS or all cores)")
-    conda.add_argument("--build-dir", default="build/cells", help="shared build root, as for wheel (%(default)s)")
+    conda.add_argument("--build-dir", help="shared build root, as for wheel (default: build/cells)")
     conda.add_argument("--strict", action="store_true", help="as for torchwheel wheel --strict")
     conda.set_defaults(run=_conda)
     audit = commands.add_parser("audit", help="check built .so files against a torch and a manylinux policy")

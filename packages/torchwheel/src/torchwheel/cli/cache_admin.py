@@ -297,7 +297,6 @@ def describe(location: CacheLocation, contents: Contents, now: float) -> list[st
 def locations_for(references: Sequence[str]) -> list[CacheLocation]:
     """The cache dirs of the named projects (every installed one when none is named)."""
     from torchwheel.project import default_projects, load_project
-    from torchwheel.settings import Settings
 
     names = list(references) or default_projects()
     if not names:
@@ -305,7 +304,7 @@ def locations_for(references: Sequence[str]) -> list[CacheLocation]:
     found: dict[Path, CacheLocation] = {}
     for name in names:
         project = load_project(name)
-        settings = Settings.from_env(project.name, project.env_prefix)
+        settings = project.settings()
         key = Path(os.path.realpath(settings.cache_dir))
         if key in found:  # TORCHWHEEL_CACHE_DIR can point every project at one dir
             old = found[key]

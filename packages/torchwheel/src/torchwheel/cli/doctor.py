@@ -297,7 +297,7 @@ def diagnose(projects: Sequence[Project | str]) -> DoctorReport:
         report.problems.append(report.environment.torch_problem)
     loaded = [item if isinstance(item, Project) else load_project(item) for item in projects]
     if loaded:
-        first = Settings.from_env(loaded[0].name, loaded[0].env_prefix)
+        first = loaded[0].settings()
         torch = report.environment.torch
         report.toolchain = toolchain_facts(first, bool(torch and torch.cuda_version))
     report.projects = [project_facts(p, report.environment, report.problems) for p in loaded]

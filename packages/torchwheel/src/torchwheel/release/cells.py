@@ -69,12 +69,16 @@ class CellBuild:
     torch: TorchInstall
     build_root: Path
     out_dir: Path
-    jobs: int
+    settings: Settings  # the project's, resolved once by the command (settings.py): toolchain, jobs
     epoch: int  # SOURCE_DATE_EPOCH of the wheels
     version: str  # the project's version, which its wheels carry and pin
     progress: Progress | None = None
     audit: AuditSettings = DEFAULT_AUDIT
     max_wheel_bytes: int | None = None
+
+    @property
+    def jobs(self) -> int:
+        return self.settings.jobs
 
 
 def project_version(project: Project) -> str:
@@ -96,7 +100,7 @@ def prepare_cell_build(
     *,
     build_root: Path,
     out_dir: Path,
-    jobs: int,
+    settings: Settings,
     max_wheel_bytes: int | None,
     progress: Progress | None = None,
     audit: AuditSettings = DEFAULT_AUDIT,
@@ -106,7 +110,7 @@ def prepare_cell_build(
     version = project_version(project)
     roots = sorted({s.root for s in project.make_specs()})
     epoch = source_date_epoch(roots[0] if roots else None)
-    return CellBuild(project, torch, build_root, out_dir, jobs, epoch, version, progress, audit, max_wheel_bytes)
+    return CellBuild(project, torch, build_root, out_dir, settings, epoch, version, progress, audit, max_wheel_bytes)
 
 
 def build_variant(cell: VariantCell, build: CellBuild, say: Callable[[str], None] = print) -> VariantResult:
@@ -207,7 +211,7 @@ def _part(part_id: str, specs: tuple[JitSpec, ...], target: BuildTarget, build_r
 
 
 def _cell_target(cell: VariantCell, build: CellBuild) -> BuildTarget:
-    settings = Settings.from_env(build.project.name, build.project.env_prefix)
+    settings = build.settings
     launcher = settings.compiler_launcher
     toolchain = find_toolchain(settings.cxx, settings.cuda_home, need_cuda=cell.cuda is not None, launcher=launcher)
     if cell.cuda is not None and toolchain.cuda_version != cell.cuda:

@@ -76,7 +76,7 @@ class Loader:
 
     @cached_property
     def settings(self) -> Settings:
-        return Settings.from_env(self.project.name, self.project.env_prefix)
+        return self.project.settings()
 
     @cached_property
     def specs(self) -> dict[str, JitSpec]:
