@@ -119,6 +119,12 @@ def suite(args: argparse.Namespace) -> list[Bench]:
             needs_torch214=True,
         ),
         Bench(
+            "wheel_sizes",
+            "Wheel sizes per cell, and what each CUDA arch adds",
+            ("bench_wheel_sizes.py", "--python", py214, "--json", "{json}"),
+            needs_torch214=True,
+        ),
+        Bench(
             "binding_abi",
             "Binding unit compile time: full vs stable ABI",
             ("bench_binding_abi.py", "--python", py214, "--runs", "2" if quick else "3"),
@@ -195,6 +201,15 @@ def headline(result: Result) -> str:
             f"**{float(data['hit_rate']):.0%}**; identical libraries {data['identical_libraries'][0]}/"
             f"{data['identical_libraries'][1]}. JIT build of `{jit['spec']}` in a fresh cache dir: "
             f"{jit['origin']} in {jit['seconds']} s, hit rate **{float(data['jit_hit_rate']):.0%}**."
+        )
+    if result.bench.name == "wheel_sizes":
+        rows = "".join(
+            f"| {r['label']} | {r['wheel_bytes'] / 1e6:.2f} MB | {r['so_bytes'] / 1e6:.2f} MB | {r['seconds']} s |\n"
+            for r in data["rows"]
+        )
+        return (
+            f"minfer against torch {data['torch']}; the matrix's limit is {data['limit_mb']:g} MB per wheel.\n\n"
+            "| wheel | size | its .so files | build |\n|---|---|---|---|\n" + rows
         )
     if result.bench.name == "utilisation":
         log, noop = data["log"], data["noop_s"]
