@@ -48,14 +48,16 @@ def _torch214_env(session: nox.Session) -> str:
     return python
 
 
-def _redis_server(session: nox.Session) -> None:
-    """Debian's redis-server, the shared sccache backend the launcher test and benchmark start
-    on loopback; installed once where missing (the test fails under nox rather than skip)."""
-    if shutil.which("redis-server"):
+def _debian_tools(session: nox.Session) -> None:
+    """Debian's redis-server (the shared sccache backend the launcher test and benchmark start on
+    loopback) and ccache (the other launcher tests/test_launcher.py proves), installed once where
+    missing: under nox those tests fail rather than skip, so a fresh machine must get them here."""
+    missing = [tool for tool in ("redis-server", "ccache") if not shutil.which(tool)]
+    if not missing:
         return
-    session.log("installing redis-server (apt-get) for the sccache test and benchmark")
+    session.log(f"installing {' '.join(missing)} (apt-get) for the compiler-launcher tests and benchmark")
     session.run("apt-get", "update", "-qq", external=True)
-    session.run("apt-get", "install", "-y", "-qq", "redis-server", external=True)
+    session.run("apt-get", "install", "-y", "-qq", *missing, external=True)
 
 
 def _other_cuda_home(session: nox.Session) -> str:
@@ -93,7 +95,7 @@ def tests(session: nox.Session) -> None:
         "zizmor",  # tests/test_workflow.py: the workflow's security audit, run --offline
     )
     _install_project(session)
-    _redis_server(session)
+    _debian_tools(session)
     env = {"TORCHWHEEL_TEST_REQUIRE_LAUNCHERS": "1"}  # tests/test_launcher.py: sccache and redis are here
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
         env["TORCHWHEEL_TEST_TORCH214_PYTHON"] = _torch214_env(session)
@@ -125,7 +127,7 @@ def benchmarks(session: nox.Session) -> None:
     docs/plots/*.png (benchmarks/run_all.py; `-- --only sccache`, `-- --quick`)."""
     session.install("-q", TORCH_CPU, "ninja", "packaging", "hatchling", "matplotlib", "sccache")
     _install_project(session)
-    _redis_server(session)
+    _debian_tools(session)
     args = []
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
         args = ["--torch214-python", _torch214_env(session)]
