@@ -85,20 +85,18 @@ class Origin:
         }[self.kind]
 
     def given(self, value: object) -> str:
-        """How the value was given: `MAX_JOBS='x'`, `--jobs 0`, `-C jobs=0`, `... max_jobs = 0`."""
-        if self.kind == "environment":
-            return f"{self.name}={value!r}"
-        if self.kind == "option":
-            return f"{self.name} {value}"
-        return f"{self}={value}" if self.kind == "config setting" else f"{self} = {value!r}"
+        """How the value was given: `MAX_JOBS='x'`, `--jobs 0`, `-C jobs=0`, `FILE [...] max_jobs = 0`."""
+        return self._assigned(str(self), repr(value) if self.kind in ("environment", "table") else str(value))
 
     def example(self, value: str) -> str:
-        """`value` as this source takes it, for "use e.g. ...": `MAX_JOBS=4`, `--jobs 4`."""
-        if self.kind == "environment":
-            return f"{self.name}={value}"
-        if self.kind == "option":
-            return f"{self.name} {value}"
-        return f"-C {self.name}={value}" if self.kind == "config setting" else f"{self.name} = {value}"
+        """`value` as this source takes it, for "use e.g. ...": `MAX_JOBS=4`, `--jobs 4`, `max_jobs = 4`."""
+        return self._assigned(self.name if self.kind == "table" else str(self), value)
+
+    def _assigned(self, label: str, text: str) -> str:
+        return f"{label}{_ASSIGNS[self.kind]}{text}"
+
+
+_ASSIGNS: dict[OriginKind, str] = {"table": " = ", "environment": "=", "option": " ", "config setting": "="}
 
 
 FlagStyle = Literal["option", "config setting"]
