@@ -289,7 +289,7 @@ class _Reader:
             return None
         if not isinstance(value, str):
             raise SettingsError(f"{self.origins[key].given(value)} is not a string; write it in quotes")
-        return value.strip() or None
+        return value if value.strip() else None
 
     def path(self, key: str) -> Path | None:
         value = self.raw(key)
