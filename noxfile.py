@@ -100,11 +100,13 @@ def tests(session: nox.Session) -> None:
     if Path("/usr/local/cuda/bin/nvcc").exists() or os.environ.get("CUDA_HOME"):
         env["TORCHWHEEL_TEST_TORCH214_PYTHON"] = _torch214_env(session)
         env["TORCHWHEEL_TEST_OTHER_CUDA_HOME"] = _other_cuda_home(session)
-    # Two workers, one file each at a time (module fixtures are built once; files with slow tests
-    # go first: tests/conftest.py): much of a test is a subprocess waiting on imports, pip or a
-    # lock, so CI's 2 cores are kept busy. --durations stays in CI's output, so a test that grows
-    # slow is seen; extra arguments (e.g. -m "not slow", or -n 0 to debug) come after the defaults.
-    session.run("pytest", "tests", "-n", "2", "--dist", "loadfile", "--durations=25", *session.posargs, env=env)
+    # Two workers, one file each at a time (module fixtures are built once), taking files in the
+    # order tests/conftest.py sorts them, longest first: --no-loadscope-reorder, or xdist would
+    # reorder them by their number of tests. Much of a test is a subprocess waiting on imports, pip
+    # or a lock, so CI's 2 cores are kept busy. --durations stays in CI's output, so a test that
+    # grows slow is seen; extra arguments (e.g. -m "not slow", or -n 0 to debug) come after these.
+    args = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder", "--durations=25"]
+    session.run("pytest", "tests", *args, *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -1,13 +1,16 @@
-"""Conda packages end to end: `torchwheel conda` builds minfer's cpu cell (once for the module) and
-a small full-ABI project's cells, their index.json/paths.json are what the matrix and the audit
-say, a local channel indexed by `torchwheel conda index` is solved by py-rattler's real solver
-with virtual packages, and the solved environment, installed by py-rattler, runs every op prebuilt.
+"""Conda packages end to end: `torchwheel conda` packages minfer's cpu and cu130 cells and a small
+full-ABI project's cells, their index.json/paths.json are what the matrix and the audit say, they
+are byte-identical from two git clones at two paths, a local channel indexed by `torchwheel conda
+index` is solved by py-rattler's real solver with virtual packages, and the solved environment,
+installed by py-rattler, runs every op prebuilt.
 
-The real pytorch, python and cuda-version packages cannot be fetched here: the channel holds
-stand-ins for them (metadata only, each saying so in its summary). torchwheel's and minfer's
-packages are the real ones. minfer's CUDA cell (15 CUDA specs x 7 archs) is too slow for this
-machine's test budget, so the CUDA and torch-2.14-only builds are those of the tiny project
-(conftest's), whose full-ABI specs make cells per torch series.
+minfer's packages are those of the two clones that the variant-wheel tests build (`minfer_clones`
+in tests/conftest.py: cu130 narrowed to two arch families): `torchwheel conda` runs in each clone's
+build dir after `torchwheel wheel`, so it packages the cells' audited wheel bytes and compiles
+nothing. The real pytorch, python and cuda-version packages cannot be fetched here: the channel
+holds stand-ins for them (metadata only, each saying so in its summary). torchwheel's and minfer's
+packages are the real ones; so are the tiny project's (conftest's), whose full-ABI specs make a
+cell per torch series, which minfer's stable-ABI cells never are.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, isolated_env, write_tiny_project
+from conftest import CONDA_EPOCH, HAS_NVCC, REPO, TORCH214, MinferClone, isolated_env, write_tiny_project
 
 rattler = pytest.importorskip("rattler", reason="py-rattler is not installed: `nox -s tests` installs it")
 rattler_build = pytest.importorskip("rattler_build", reason="py-rattler-build is not installed")
@@ -34,9 +36,7 @@ from rattler import BuildString, Channel, GenericVirtualPackage, PackageName, Ve
 from rattler.exceptions import SolverError  # noqa: E402
 from rattler.package_streaming import extract  # noqa: E402
 
-TORCH214 = os.environ.get("TORCHWHEEL_TEST_TORCH214_PYTHON")
-HAS_NVCC = Path("/usr/local/cuda/bin/nvcc").exists() or bool(os.environ.get("CUDA_HOME"))
-# minfer's cells build against torch 2.14.1 (ci/matrix.toml), the tiny project's cu130 cell with nvcc.
+# minfer's cells build against torch 2.14.1 (ci/matrix.toml), the cu130 cells with nvcc.
 pytestmark = pytest.mark.slow
 
 
@@ -45,7 +45,7 @@ def needs_builds() -> None:
         pytest.skip("needs nvcc and the torch 2.14.1 environment: `nox -s tests` makes it")
 
 
-EPOCH = "1700000000"
+EPOCH = CONDA_EPOCH
 TINY_MATRIX = """\
 [project]
 name = "tiny"
@@ -96,18 +96,22 @@ class Built:
 
 
 @pytest.fixture(scope="module")
-def minfer_cpu(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """minfer's cpu cell, built once for every test here, with torchwheel's and minfer's noarch packages."""
+def clones(minfer_clones: tuple[MinferClone, MinferClone]) -> tuple[MinferClone, MinferClone]:
+    """The two clones, each with a channel of minfer's cell packages and the noarch packages of
+    torchwheel and minfer."""
     needs_builds()
-    tmp = tmp_path_factory.mktemp("minfer")
-    env = isolated_env(tmp) | {"SOURCE_DATE_EPOCH": EPOCH}
-    output = ok(
-        torchwheel(
-            "conda", "--cell", "cpu", "--python", str(TORCH214), "--project", "minfer",
-            "--matrix", REPO / "ci" / "matrix.toml", "--build-dir", tmp / "cells", "--out", tmp / "channel", env=env,
-        )
-    )  # fmt: skip
-    return Built(tmp / "channel", tmp / "cells", output)
+    return minfer_clones
+
+
+@pytest.fixture(scope="module")
+def minfer_clone(clones: tuple[MinferClone, MinferClone]) -> MinferClone:
+    return clones[0]
+
+
+@pytest.fixture(scope="module")
+def minfer_cpu(minfer_clone: MinferClone) -> Built:
+    """minfer's cpu cell, packaged by `torchwheel conda` (with what it printed)."""
+    return Built(minfer_clone.channel, minfer_clone.build_dir, minfer_clone.output("conda-cpu"))
 
 
 def tiny_cells(root: Path, channel: Path, cells: dict[str, str]) -> str:
@@ -168,7 +172,7 @@ def test_a_cell_package_depends_on_the_library_the_stable_minimum_and_the_audite
 def test_a_cell_package_holds_exactly_the_manifests_files_under_its_share_dir(
     minfer_cpu: Built, tmp_path: Path
 ) -> None:
-    package = minfer_cpu.package("linux-64", "minfer-prebuilt-*.conda")
+    package = minfer_cpu.package("linux-64", "minfer-prebuilt-0.1.0-cpu_0.conda")
     paths = info(package, tmp_path, "paths.json")["paths"]
     assert isinstance(paths, list)
     root = "share/minfer-prebuilt/minfer.cpu.prebuilt"
@@ -182,11 +186,20 @@ def test_a_cell_package_holds_exactly_the_manifests_files_under_its_share_dir(
 
 def test_a_cell_package_holds_the_bytes_of_the_cells_audited_wheel(minfer_cpu: Built, tmp_path: Path) -> None:
     (wheel,) = (minfer_cpu.build_dir / "conda" / "cpu" / "wheels").glob("*.whl")
-    unpacked = unpack(minfer_cpu.package("linux-64", "minfer-prebuilt-*.conda"), tmp_path / "pkg")
+    unpacked = unpack(minfer_cpu.package("linux-64", "minfer-prebuilt-0.1.0-cpu_0.conda"), tmp_path / "pkg")
     with zipfile.ZipFile(wheel) as archive:
         names = [n for n in archive.namelist() if not n.split("/")[0].endswith(".dist-info")]
         for name in names:
             assert (unpacked / "share" / "minfer-prebuilt" / name).read_bytes() == archive.read(name), name
+
+
+def test_packaging_a_cell_that_torchwheel_wheel_built_compiles_nothing(minfer_clone: MinferClone) -> None:
+    """`torchwheel conda` ran after `torchwheel wheel` in the same build dir, for each cell: ninja
+    ran no step (its log has no entry that it had after the last wheel)."""
+    after_wheels = set(minfer_clone.ninja_log(f"wheel-{minfer_clone.cells[-1]}"))
+    assert sum(".so" in line for line in after_wheels) >= 15 * len(minfer_clone.cells)  # every spec was built
+    for cell in minfer_clone.cells:
+        assert [line for line in minfer_clone.ninja_log(f"conda-{cell}") if line not in after_wheels] == [], cell
 
 
 def test_the_library_noarch_package_carries_its_sources_and_the_pth_to_the_prebuilt_dir(
@@ -211,12 +224,13 @@ def test_torchwheels_noarch_package_has_its_command(minfer_cpu: Built, tmp_path:
     assert "from torchwheel.cli import main" in script
 
 
-def test_a_cuda_cells_build_has_the_offset_and_the_cuda_pins(tiny: Built, tmp_path: Path) -> None:
-    index = info(tiny.package("linux-64", "tiny-prebuilt-0.1.0-cu130_torch214_200.conda"), tmp_path, "index.json")
+def test_a_cuda_cells_build_has_the_offset_and_the_cuda_pins(minfer_clone: MinferClone, tmp_path: Path) -> None:
+    package = minfer_clone.channel / "linux-64" / "minfer-prebuilt-0.1.0-cu130_200.conda"
+    index = info(package, tmp_path, "index.json")
     assert index["build_number"] == 200
     depends = index["depends"]
     assert isinstance(depends, list)
-    assert depends[:2] == ["tiny ==0.1.0", "pytorch 2.14.*"]
+    assert depends[:2] == ["minfer ==0.1.0", "pytorch >=2.11"]
     assert depends[3:] == ["cuda-version >=13.0,<14", "__cuda >=13"]
 
 
@@ -233,14 +247,16 @@ def test_progress_is_one_line_per_cell_package(tiny: Built) -> None:
     ]
 
 
-def test_packages_are_byte_identical_from_two_copies_at_two_paths(tiny: Built, tmp_path: Path) -> None:
-    """The tiny project rather than minfer: a second minfer build would cost this machine's test
-    budget another minute; the packaging path is the same."""
-    other = tmp_path / "a" / "different" / "place"
-    tiny_cells(other / "project", other / "channel", {"cpu-torch214": str(TORCH214)})
-    for package in sorted((other / "channel").glob("*/*.conda")):
-        first = tiny.channel / package.parent.name / package.name
-        assert hashlib.sha256(package.read_bytes()).digest() == hashlib.sha256(first.read_bytes()).digest(), package
+def test_packages_are_byte_identical_from_two_clones_at_two_paths(clones: tuple[MinferClone, MinferClone]) -> None:
+    """Every package of minfer's cells, and the noarch ones, from the second clone (another path,
+    its own build) is the first clone's, byte for byte."""
+    first, second = clones
+    names = sorted(p.relative_to(second.channel) for p in second.channel.glob("*/*.conda"))
+    assert names == sorted(p.relative_to(first.channel) for p in first.channel.glob("*/*.conda"))
+    assert len([n for n in names if n.name.startswith("minfer-prebuilt-")]) == len(first.cells)
+    for name in names:
+        package, other = second.channel / name, first.channel / name
+        assert hashlib.sha256(package.read_bytes()).digest() == hashlib.sha256(other.read_bytes()).digest(), name
 
 
 # --- a local channel, solved by py-rattler ---------------------------------------------------------
@@ -263,11 +279,11 @@ def stand_in(channel: Path, name: str, version: str, subdir: str, depends: tuple
 
 
 @pytest.fixture(scope="module")
-def channel(minfer_cpu: Built, tiny: Built, tmp_path_factory: pytest.TempPathFactory) -> Channel:
+def channel(minfer_clone: MinferClone, tiny: Built, tmp_path_factory: pytest.TempPathFactory) -> Channel:
     """minfer's and the tiny project's real packages, with stand-ins for what they depend on."""
     root = tmp_path_factory.mktemp("solve") / "channel"
-    for built in (minfer_cpu, tiny):
-        for package in built.channel.glob("*/*.conda"):
+    for source in (minfer_clone.channel, tiny.channel):
+        for package in source.glob("*/*.conda"):
             (root / package.parent.name).mkdir(parents=True, exist_ok=True)
             shutil.copy(package, root / package.parent.name / package.name)
     stand_in(root, "python", "3.11.7", "linux-64")
@@ -292,18 +308,20 @@ def solve(channel: Channel, specs: list[str], virtual: list[GenericVirtualPackag
 
 
 def test_with_cuda_13_and_pytorch_2_14_the_solver_picks_the_cu130_build(channel: Channel) -> None:
-    chosen = solve(channel, ["tiny-prebuilt", "pytorch 2.14.*"], host(glibc="2.36", cuda="13.0", linux="6.1"))
-    assert chosen["tiny-prebuilt"] == "cu130_torch214_200"
+    chosen = solve(channel, ["minfer-prebuilt", "pytorch 2.14.*"], host(glibc="2.36", cuda="13.0", linux="6.1"))
+    assert chosen["minfer-prebuilt"] == "cu130_200"
 
 
 def test_without_cuda_the_solver_picks_the_cpu_build(channel: Channel) -> None:
-    chosen = solve(channel, ["tiny-prebuilt", "pytorch 2.14.*"], host(glibc="2.36", linux="6.1"))
-    assert chosen["tiny-prebuilt"] == "cpu_torch214_0"
+    chosen = solve(channel, ["minfer-prebuilt", "pytorch 2.14.*"], host(glibc="2.36", linux="6.1"))
+    assert chosen["minfer-prebuilt"] == "cpu_0"
 
 
 def test_pytorch_2_13_never_gets_a_build_for_torch_2_14_only(channel: Channel) -> None:
-    """Every build of the tiny project is for torch 2.14 (cpu and cu130): with pytorch 2.13 asked
-    for, the solver takes none and names the pin that stops it."""
+    """The tiny project, not minfer: minfer's cells are stable-ABI, each for every torch from 2.11
+    on, so minfer has no build for torch 2.14 only. Every build of the tiny project (full ABI) is
+    for torch 2.14 (cpu and cu130): with pytorch 2.13 asked for, the solver takes none and names
+    the pin that stops it."""
     with pytest.raises(SolverError, match=r"pytorch 2\.14\.\*"):
         solve(channel, ["tiny-prebuilt", "pytorch 2.13.*"], host(glibc="2.36", cuda="13.0"))
 

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import HAS_NVCC, REPO, TORCH214, MinferClone, clean_env
+from conftest import run_ok as run
 
-TORCH214 = os.environ.get("TORCHWHEEL_TEST_TORCH214_PYTHON")
-HAS_NVCC = Path("/usr/local/cuda/bin/nvcc").exists() or bool(os.environ.get("CUDA_HOME"))
 # minfer's cells build against torch 2.14.1 (ci/matrix.toml): without it there is nothing to test.
 pytestmark = [
     pytest.mark.slow,
@@ -30,68 +29,16 @@ pytestmark = [
 needs_cuda_build = pytest.mark.skipif(not (TORCH214 and HAS_NVCC), reason="needs nvcc and the torch 2.14.1 environment")
 
 
-def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, cwd=cwd)
-    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_CACHE", "TORCHWHEEL_LOCK"))}
-    env.update(extra)
-    return env
-
-
-class Clone:
-    """A git clone of this repository, with the wheels its cells build."""
-
-    def __init__(self, path: Path, commit: str) -> None:
-        run("git", "clone", "-q", REPO, path)
-        run("git", "-C", path, "checkout", "-q", commit)
-        self.path = path
-        self.matrix = narrowed_matrix(self, 100)
-        self.wheels: dict[str, Path] = {}
-        self.logs: dict[str, list[str]] = {}
-
-    def build_cell(self, cell: str, python: str) -> str:
-        env = clean_env(
-            PYTHONPATH=f"{self.path}/packages/torchwheel/src{os.pathsep}{self.path}/packages/minfer/src",
-            TORCHWHEEL_CACHE_DIR=str(self.path / "cache"),
-        )
-        output = run(
-            sys.executable, "-m", "torchwheel", "wheel", "--cell", cell, "--python", python,
-            "--project", "minfer", "--matrix", self.matrix,
-            "--build-dir", self.path / "build" / "cells", "--out", self.path / "dist" / cell,
-            env=env, cwd=self.path,
-        )  # fmt: skip
-        (self.wheels[cell],) = (self.path / "dist" / cell).glob("*.whl")
-        self.logs[cell] = (self.path / "build" / "cells" / ".ninja_log").read_text().splitlines()
-        return output
-
-    def build_all(self) -> None:
-        self.build_cell("cpu", TORCH214)
-        if HAS_NVCC:
-            self.build_cell("cu130", TORCH214)
+@pytest.fixture(scope="module")
+def first(minfer_clones: tuple[MinferClone, MinferClone]) -> MinferClone:
+    """A clone with its cells built (tests/conftest.py: shared with the conda tests)."""
+    return minfer_clones[0]
 
 
 @pytest.fixture(scope="module")
-def commit() -> str:
-    """Both clones check out this one commit, whatever lands in the repository meanwhile."""
-    return run("git", "-C", REPO, "rev-parse", "HEAD").strip()
-
-
-@pytest.fixture(scope="module")
-def first(tmp_path_factory: pytest.TempPathFactory, commit: str) -> Clone:
-    clone = Clone(tmp_path_factory.mktemp("one") / "minfer-src", commit)
-    clone.build_all()
-    return clone
-
-
-@pytest.fixture(scope="module")
-def second(tmp_path_factory: pytest.TempPathFactory, commit: str) -> Clone:
-    clone = Clone(tmp_path_factory.mktemp("two") / "a" / "different" / "checkout", commit)
-    clone.build_all()
-    return clone
+def second(minfer_clones: tuple[MinferClone, MinferClone]) -> MinferClone:
+    """The same commit cloned at another path and built the same way."""
+    return minfer_clones[1]
 
 
 def wheel_names(wheel: Path) -> list[str]:
@@ -104,7 +51,7 @@ def wheel_text(wheel: Path, suffix: str) -> str:
     return archive.read(name).decode()
 
 
-def test_a_variant_wheel_holds_only_the_prebuilt_files_and_requires_the_minimum_torch(first: Clone) -> None:
+def test_a_variant_wheel_holds_only_the_prebuilt_files_and_requires_the_minimum_torch(first: MinferClone) -> None:
     wheel = first.wheels["cpu"]
     assert wheel.name.startswith("minfer_cpu-0.1.0-py3-none-manylinux_2_")
     names = wheel_names(wheel)
@@ -126,11 +73,13 @@ def test_a_variant_wheel_holds_only_the_prebuilt_files_and_requires_the_minimum_
 
 
 @needs_cuda_build
-def test_the_cuda_cell_compiles_none_of_the_cpu_cells_units_again(first: Clone) -> None:
+def test_the_cuda_cell_compiles_none_of_the_cpu_cells_units_again(first: MinferClone) -> None:
     """Both cells build against one torch with one set of flags: the cu130 cell's CPU specs are the
     cpu cell's objects, up to date in the shared build root."""
-    before = set(first.logs["cpu"])
-    new_outputs = [line.split("\t")[3] for line in first.logs["cu130"] if line not in before and "\t" in line]
+    before = set(first.ninja_log("wheel-cpu"))
+    new_outputs = [
+        line.split("\t")[3] for line in first.ninja_log("wheel-cu130") if line not in before and "\t" in line
+    ]
     compiled = [o for o in new_outputs if o.endswith(".o")]
     # 15 CUDA kernels and the 15 bindings of the CUDA specs; no CPU kernel or CPU binding again.
     assert len(compiled) == 30 and not [o for o in compiled if "/cpu/" in o], compiled
@@ -138,7 +87,7 @@ def test_the_cuda_cell_compiles_none_of_the_cpu_cells_units_again(first: Clone) 
 
 
 @needs_cuda_build
-def test_a_cuda_cell_carries_cpu_and_cuda_specs_built_for_its_archs(first: Clone) -> None:
+def test_a_cuda_cell_carries_cpu_and_cuda_specs_built_for_its_archs(first: MinferClone) -> None:
     wheel = first.wheels["cu130"]
     manifest = json.loads(zipfile.ZipFile(wheel).read("minfer.cu130.prebuilt/manifest.json"))
     devices = [e["device"] for e in manifest["specs"].values()]
@@ -148,7 +97,7 @@ def test_a_cuda_cell_carries_cpu_and_cuda_specs_built_for_its_archs(first: Clone
     assert cuda["arch_list"] == ["8.0", "9.0a"]
 
 
-def test_every_wheel_is_byte_identical_from_two_clones_at_two_paths(first: Clone, second: Clone) -> None:
+def test_every_wheel_is_byte_identical_from_two_clones_at_two_paths(first: MinferClone, second: MinferClone) -> None:
     assert first.wheels.keys() == second.wheels.keys()
     for cell, wheel in first.wheels.items():
         other = second.wheels[cell]
@@ -156,12 +105,12 @@ def test_every_wheel_is_byte_identical_from_two_clones_at_two_paths(first: Clone
     assert str(first.path) not in first.wheels["cpu"].read_bytes().decode("latin-1")
 
 
-def test_twine_check_passes_on_every_wheel(first: Clone) -> None:
+def test_twine_check_passes_on_every_wheel(first: MinferClone) -> None:
     run(sys.executable, "-m", "twine", "check", "--strict", *first.wheels.values())
 
 
 @pytest.fixture(scope="module")
-def index(first: Clone, tmp_path_factory: pytest.TempPathFactory):
+def index(first: MinferClone, tmp_path_factory: pytest.TempPathFactory):
     """A real pypiserver on a loopback port, holding the core packages, the cpu variant
     and the two small dependencies of torchwheel; nothing else."""
     packages = tmp_path_factory.mktemp("packages")
@@ -286,7 +235,7 @@ def test_the_meta_package_extra_pulls_the_same_variant(index: str, user_env: Pat
 
 @needs_cuda_build
 def test_the_cuda_variant_serves_a_cpu_torch_its_cpu_ops_and_says_why_not_the_cuda_ones(
-    first: Clone, index: str, user_env: Path, tmp_path: Path
+    first: MinferClone, index: str, user_env: Path, tmp_path: Path
 ) -> None:
     run(user_env, "-m", "pip", "uninstall", "-q", "-y", "minfer-cpu")
     run(user_env, "-m", "pip", "install", "-q", "--no-deps", first.wheels["cu130"])
@@ -302,39 +251,11 @@ def test_the_cuda_variant_serves_a_cpu_torch_its_cpu_ops_and_says_why_not_the_cu
     assert reason == "built for CUDA, running torch has no CUDA"
 
 
-def narrowed_matrix(clone: Clone, max_mb: float) -> Path:
-    """The clone's matrix with cu130's seven archs narrowed to two families, and this size limit.
-
-    Each arch is one more nvcc pass over all 15 CUDA units: two families keep what the tests see
-    (a cell of several archs, split per family) at a third of the build time on CI's 2 cores."""
-    text = (clone.path / "ci" / "matrix.toml").read_text()
-    full = 'arch_list = "7.5;8.0;8.6;8.9;9.0;10.0;12.0+PTX" # CUDA 13'
-    assert full in text and "max_wheel_mb = 100" in text, "ci/matrix.toml changed: update narrowed_matrix"
-    text = text.replace("max_wheel_mb = 100", f"max_wheel_mb = {max_mb!r}").replace(full, 'arch_list = "8.0;9.0a" #')
-    path = clone.path / "ci" / f"matrix-{max_mb}.toml"
-    path.write_text(text)
-    return path
-
-
-def build_with_matrix(clone: Clone, matrix: Path, out: Path) -> list[Path]:
-    env = clean_env(
-        PYTHONPATH=f"{clone.path}/packages/torchwheel/src{os.pathsep}{clone.path}/packages/minfer/src",
-        TORCHWHEEL_CACHE_DIR=str(clone.path / "cache"),
-    )
-    run(
-        sys.executable, "-m", "torchwheel", "wheel", "--cell", "cu130", "--python", str(TORCH214),
-        "--project", "minfer", "--matrix", matrix,
-        "--build-dir", clone.path / "build" / "cells", "--out", out, env=env, cwd=clone.path,
-    )  # fmt: skip
-    return sorted(out.glob("*.whl"))
-
-
 @pytest.fixture(scope="module")
-def shards(first: Clone, tmp_path_factory: pytest.TempPathFactory) -> tuple[float, list[Path]]:
-    """The cu130 cell again with a size limit one byte under its whole wheel: its objects are
-    up to date in the clone's build root, so this only splits and packs."""
-    limit_mb = (first.wheels["cu130"].stat().st_size - 1) / 1e6
-    return limit_mb, build_with_matrix(first, narrowed_matrix(first, limit_mb), tmp_path_factory.mktemp("split"))
+def shards(first: MinferClone) -> tuple[float, list[Path]]:
+    """The cu130 cell built again with a size limit one byte under its whole wheel (in the
+    clone's build root, after its other builds: MinferClone.build)."""
+    return first.split_limit_mb, first.split_wheels
 
 
 @needs_cuda_build
@@ -358,7 +279,7 @@ def test_a_cell_over_the_size_limit_splits_into_shards_per_arch_family(shards: t
 
 @needs_cuda_build
 def test_the_loader_finds_the_shard_that_covers_the_gpu(
-    first: Clone, shards: tuple[float, list[Path]], tmp_path: Path
+    first: MinferClone, shards: tuple[float, list[Path]], tmp_path: Path
 ) -> None:
     site = tmp_path / "site"
     for wheel in shards[1]:
