@@ -13,8 +13,8 @@ checked against the reference at the tests' tolerances.
 
 Large sizes are timed with CUDA events around a loop of calls (each call moves hundreds of MB,
 so launch gaps do not count); small sizes by replaying a CUDA graph of many calls, which gives
-device time without the host's launch cost (that is measured apart, at the end: host time per
-call at decode size 1x4096, minfer's rmsnorm against `F.rms_norm`, in this one process).
+device time without the host's launch cost (that is measured apart, first: host time per call
+at decode size 1x4096, every minfer op against `F.rms_norm`, in this one process).
 
 Targets (issue 13): at the large sizes every minfer op reaches >= 92% of the copy bandwidth and
 is at least as fast as torch.compile; at small sizes it is never slower than eager torch.
@@ -312,26 +312,36 @@ def run_row(op: str, dtype_name: str, shape: tuple[int, ...], large: bool, reps:
 
 def host_times(dtype: torch.dtype, hidden: int = 4096, calls: int = 100, trials: int = 31) -> dict[str, float]:
     """Host seconds per call at decode size [1, hidden]: the loop's time without the final wait
-    for the GPU (100 calls stay far below the launch queue's depth), median of interleaved trials."""
+    for the GPU (100 calls stay far below the launch queue's depth), median of interleaved trials.
+    Every minfer op at its decode size beside `F.rms_norm` (the target: no more host time), then
+    what `minfer.rmsnorm` is made of."""
     import minfer
     from minfer import ops
 
     device = DEVICE
     x = torch.randn(1, hidden, device=device).to(dtype)
     w = torch.randn(hidden, device=device).to(dtype)
+    r = torch.randn(1, hidden, device=device).to(dtype)
+    gated = torch.randn(1, 2 * hidden, device=device).to(dtype)
+    q = torch.randn(1, 32, 128, device=device).to(dtype)
+    k = torch.randn(1, 8, 128, device=device).to(dtype)
+    positions = torch.zeros(1, dtype=torch.int64, device=device)
     out = torch.empty_like(x)
     op = ops._op("rmsnorm", x)
+    for name in ("fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul"):
+        ops._op(name, x)
+    ops._op("apply_rope", q)
     contenders: dict[str, Callable[[], object]] = {
-        "minfer.rmsnorm": lambda: minfer.rmsnorm(x, w, EPS),
         "F.rms_norm": lambda: F.rms_norm(x, (hidden,), w, EPS),
+        "minfer.rmsnorm": lambda: minfer.rmsnorm(x, w, EPS),
+        "minfer.fused_add_rmsnorm": lambda: minfer.fused_add_rmsnorm(x, r, w, EPS),
+        f"minfer.silu_and_mul (1x{2 * hidden})": lambda: minfer.silu_and_mul(gated),
+        f"minfer.gelu_tanh_and_mul (1x{2 * hidden})": lambda: minfer.gelu_tanh_and_mul(gated),
+        "minfer.apply_rope (1 token, 32+8 heads x 128)": lambda: minfer.apply_rope(q, k, positions, THETA),
         f"torch.ops.{op} (the op alone, out given)": lambda: op(out, x, w, EPS),
-        "  of which: Python checks (_check, _check_norm)": lambda: (
-            ops._check("rmsnorm", input=x, weight=w),
-            ops._check_norm("rmsnorm", x, w),
-        ),
-        "  of which: torch.empty_like": lambda: torch.empty_like(x),
-        "  of which: two .view(-1, hidden)": lambda: (out.view(-1, hidden), x.view(-1, hidden)),
-        "  of which: _op() lookup": lambda: ops._op("rmsnorm", x),
+        "  of which: torch.empty_like (minfer.rmsnorm's one allocation)": lambda: torch.empty_like(x),
+        "  of which: the op's lookup": lambda: ops._LOADED["rmsnorm"].get((x.dtype, x.is_cuda)),
+        "  of which: the Python checks (every call, before the op)": lambda: ops._rmsnorm_problem(x, w),
         "x.add_(0) (one plain aten op, for scale)": lambda: x.add_(0),
     }
     samples: dict[str, list[float]] = {name: [] for name in contenders}
@@ -348,6 +358,14 @@ def host_times(dtype: torch.dtype, hidden: int = 4096, calls: int = 100, trials:
             samples[name].append((time.perf_counter() - start) / calls)
     torch.cuda.synchronize()
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def all_host_times(dtypes: list[str]) -> dict[str, dict[str, float]]:
+    log("host time per call at decode size ...")
+    host = {name: host_times(DTYPES[name]) for name in ("bf16", "fp16") if name in dtypes}
+    for name, times in host.items():
+        log(f"  {name}: " + ", ".join(f"{k.strip()} {v * 1e6:.2f} us" for k, v in times.items()))
+    return host
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -426,6 +444,17 @@ def build(out: Path) -> Path:
     return out / "data" / "aot"
 
 
+def render(path: Path) -> None:
+    """Print the table of an earlier run's --json file."""
+    saved = json.loads(path.read_text())
+    rows = []
+    for item in saved["rows"]:
+        row = Row(item["op"], item["dtype"], tuple(item["shape"]), item["large"], item["bytes"], item["check"])
+        row.times, row.methods = item["times_s"], item["methods"]
+        rows.append(row)
+    print(saved["header"] + "\n\n" + markdown(rows, saved["host_s"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--aot", type=Path, help="prebuilt minfer dir (data/aot of a build); default: build one")
@@ -438,13 +467,7 @@ def main() -> None:
     parser.add_argument("--render", type=Path, help="print the table of an earlier run's --json file, and stop")
     args = parser.parse_args()
     if args.render:
-        saved = json.loads(args.render.read_text())
-        rows = []
-        for item in saved["rows"]:
-            row = Row(item["op"], item["dtype"], tuple(item["shape"]), item["large"], item["bytes"], item["check"])
-            row.times, row.methods = item["times_s"], item["methods"]
-            rows.append(row)
-        print(saved["header"] + "\n\n" + markdown(rows, saved["host_s"]))
+        render(args.render)
         return
     if not torch.cuda.is_available():
         sys.exit("bench_kernels needs a CUDA GPU")
@@ -467,6 +490,10 @@ def main() -> None:
         ]
         rows: list[Row] = []
         begin = time.perf_counter()
+        # Host time first (a short step), so that a sweep cut short still leaves it in the JSON.
+        host = all_host_times(args.dtypes)
+        if args.json:
+            write_json(args.json, "partial", rows, host)
         for index, (op, dtype, shape, large) in enumerate(cases, 1):
             start = time.perf_counter()
             row = run_row(op, dtype, shape, large, args.reps)
@@ -479,9 +506,7 @@ def main() -> None:
             )
             torch.cuda.empty_cache()
             if args.json:  # as it goes, so that an interrupted run keeps its rows
-                write_json(args.json, "partial", rows, {})
-        log("host time per call at decode size ...")
-        host = {name: host_times(DTYPES[name]) for name in ("bf16", "fp16") if name in args.dtypes}
+                write_json(args.json, "partial", rows, host)
         log(f"done in {time.perf_counter() - begin:.0f} s")
 
     header = (

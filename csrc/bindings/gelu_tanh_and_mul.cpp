@@ -7,23 +7,23 @@ using torch::stable::Tensor;
 
 void gelu_tanh_and_mul(const Tensor& out, const Tensor& input) {
   using namespace minfer::binding;
-  const Arg o = check_tensor(out, "out", 2, /*writes=*/true);
-  const Arg x = check_tensor(input, "input", 2, false);
+  const Arg o = check_tensor(out, "out", kRows, /*writes=*/true);
+  const Arg x = check_tensor(input, "input", kRows, false);
   check_same_device(o, x);
-  STD_TORCH_CHECK(x.size(1) % 2 == 0,
+  STD_TORCH_CHECK(x.cols() % 2 == 0,
                   MINFER_OP_NAME ": input's last dim must be even, got shape ", shape_str(input));
-  STD_TORCH_CHECK(o.size(0) == x.size(0) && o.size(1) == x.size(1) / 2,
-                  MINFER_OP_NAME ": out shape ", shape_str(out),
-                  " must be [rows, d] for input shape ", shape_str(input));
+  STD_TORCH_CHECK(same_rows(o, x) && o.cols() == x.cols() / 2, MINFER_OP_NAME ": out shape ",
+                  shape_str(out), " must be [..., d] for input shape ", shape_str(input));
   check_no_overlap(o, x);
   if (o.numel == 0) return;
 
-  const int64_t rows = o.size(0), d = o.size(1);
+  // Both contiguous: rows of 2d elements in, d out.
+  const int64_t rows = o.rows(), d = o.cols();
 #if defined(MINFER_CUDA)
   const OnDevice on(x);
-  check_launch(minfer::cuda::gelu_tanh_and_mul(o.data, x.data, rows, d, o.stride(0), x.stride(0), on.stream()));
+  check_launch(minfer::cuda::gelu_tanh_and_mul(o.data, x.data, rows, d, d, 2 * d, on.stream()));
 #else
-  minfer::cpu::gelu_tanh_and_mul(o.data, x.data, rows, d, o.stride(0), x.stride(0));
+  minfer::cpu::gelu_tanh_and_mul(o.data, x.data, rows, d, d, 2 * d);
 #endif
 }
 

@@ -42,7 +42,13 @@ __global__ void __launch_bounds__(kThreads)
                 int64_t q_head_stride, int64_t k_token_stride, int64_t k_head_stride,
                 double theta) {
   using P = Pack<N>;
-  __shared__ float cos_s[kMaxHalf], sin_s[kMaxHalf];
+  // Two tables, alternating by token: a token's table is written while a slow
+  // thread may still read the previous token's, so one barrier per token (the
+  // one after the writes) is enough. A thread writing token t's table has
+  // passed token t-1's barrier, which every thread reaches only after its
+  // reads of token t-2's table, the one being overwritten.
+  __shared__ float cos_s[2][kMaxHalf], sin_s[2][kMaxHalf];
+  int buffer = 0;
   const int head_dim = 2 * half;
   const int units_per_head = half / N;
   const int units = int((q_heads + k_heads) * units_per_head);  // < 2^30 (see launch)
@@ -79,7 +85,7 @@ __global__ void __launch_bounds__(kThreads)
           }
           first = false;
         }
-        __syncthreads();  // the last token's cos_s/sin_s are read
+        buffer ^= 1;
         // sincosf, not __sincosf: angles reach thousands of radians, where
         // only the full range reduction is accurate. The angle is the fp32
         // product of the fp32-rounded position, as the reference computes it.
@@ -87,7 +93,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int m = 0; m < 2; ++m) {
           const int i = int(threadIdx.x) + m * int(blockDim.x);
-          if (i < half) sincosf(pos * inv[m], &sin_s[i], &cos_s[i]);
+          if (i < half) sincosf(pos * inv[m], &sin_s[buffer][i], &cos_s[buffer][i]);
         }
         __syncthreads();
       }
@@ -99,7 +105,7 @@ __global__ void __launch_bounds__(kThreads)
           unpack(hi[e], x2);
 #pragma unroll
           for (int m = 0; m < N; ++m) {
-            const float c = cos_s[j[e] + m], s = sin_s[j[e] + m];
+            const float c = cos_s[buffer][j[e] + m], s = sin_s[buffer][j[e] + m];
             r1[m] = x1[m] * c - x2[m] * s;
             r2[m] = x2[m] * c + x1[m] * s;
           }
@@ -176,10 +182,15 @@ void launch(scalar_t* q, scalar_t* k, const int64_t* positions, int64_t tokens, 
     const int64_t trig = round_up(half, kWarp);  // one frequency per thread where it fits
     if (threads < trig) threads = trig;
     if (threads > kThreads) threads = kThreads;  // >= kMaxHalf / 2: two at most
-    // About as many blocks as fit on the GPU at once, each looping over
-    // tokens, so the inverse frequencies are computed once per block.
-    int64_t blocks_x = int64_t(sm_count()) * (2048 / threads);
-    if (blocks_x > tokens) blocks_x = tokens;
+    // At most as many blocks as fit on the GPU at once (one wave), each
+    // looping over tokens, so the inverse frequencies are computed once per
+    // block; and the tokens spread evenly over them, so that no block has a
+    // round more than the others: 16384 tokens on 792 blocks would leave 544
+    // of them a 21st token while the rest sat idle, where 781 blocks of 21
+    // tokens do the same rounds with no tail.
+    const int64_t fit = int64_t(sm_count()) * blocks_per_sm<rope_kernel<N>>(int(threads));
+    const int64_t rounds = (tokens + fit - 1) / fit;
+    const int64_t blocks_x = (tokens + rounds - 1) / rounds;
     rope_kernel<N><<<unsigned(blocks_x), unsigned(threads), 0, stream>>>(
         q, k, positions, tokens, q_heads, k_heads, int(half), q_token_stride, q_head_stride,
         k_token_stride, k_head_stride, theta);

@@ -123,14 +123,29 @@ struct Arg {
 
   int64_t size(int64_t d) const { return sizes[d]; }
   int64_t stride(int64_t d) const { return strides[d]; }
+  // A contiguous tensor of any dim >= 1 as the kernels take it, [rows, cols]:
+  // the leading dims are rows, each `cols` elements after the last (so the
+  // Python layer passes N-D tensors as they are, with no .view() per call).
+  int64_t cols() const { return sizes[dim - 1]; }
+  int64_t rows() const {
+    int64_t r = 1;
+    for (int64_t d = 0; d + 1 < dim; ++d) r *= sizes[d];
+    return r;
+  }
 };
 
-// The Python layer validates first; these checks keep a direct call through
-// torch.ops from handing the kernels memory they would misread. The stable
+// check_tensor's `dim` for arguments read as rows (see Arg::rows).
+inline constexpr int64_t kRows = -1;
+
+// These are the checks of every call: the Python layer runs its own only
+// after one of these refused (to word the error as one line for its API), so
+// nothing is asked twice on the common path, and a direct call through
+// torch.ops cannot hand the kernels memory they would misread. The stable
 // check macro throws std::runtime_error (RuntimeError in Python) and puts
 // "function, file:line, " before the message, which otherwise reads as before.
 // `writes`: the kernel writes through this argument (its pointer then comes
 // from mutable_data_ptr, which keeps torch's copy-on-write tensors correct).
+// `dim`: the exact number of dims, or kRows for any number from 1 on.
 inline Arg check_tensor(const Tensor& t, const char* name, int64_t dim, bool writes,
                         ScalarType dtype = kDtype) {
   STD_TORCH_CHECK(t.defined(), MINFER_OP_NAME ": ", name, " is undefined");
@@ -141,8 +156,13 @@ inline Arg check_tensor(const Tensor& t, const char* name, int64_t dim, bool wri
   STD_TORCH_CHECK(got == dtype, MINFER_OP_NAME ": ", name, " must be ", dtype, ", got ", got);
   const AtenTensorHandle h = t.get();
   TORCH_ERROR_CODE_CHECK(aoti_torch_get_dim(h, &a.dim));
-  STD_TORCH_CHECK(a.dim == dim, MINFER_OP_NAME ": ", name, " must be ", dim, "-D, got shape ",
-                  shape_str(t));
+  if (dim == kRows) {
+    STD_TORCH_CHECK(a.dim >= 1, MINFER_OP_NAME ": ", name,
+                    " must have at least 1 dim (the last is the row), got a scalar");
+  } else {
+    STD_TORCH_CHECK(a.dim == dim, MINFER_OP_NAME ": ", name, " must be ", dim, "-D, got shape ",
+                    shape_str(t));
+  }
   int64_t* sizes = nullptr;
   int64_t* strides = nullptr;
   TORCH_ERROR_CODE_CHECK(aoti_torch_get_sizes(h, &sizes));
@@ -153,7 +173,7 @@ inline Arg check_tensor(const Tensor& t, const char* name, int64_t dim, bool wri
   // any stride, and an empty tensor is contiguous.
   bool contiguous = true;
   int64_t expected = 1;
-  for (int64_t d = dim - 1; d >= 0; --d) {
+  for (int64_t d = a.dim - 1; d >= 0; --d) {
     a.numel *= sizes[d];
     if (sizes[d] != 1) {
       contiguous = contiguous && strides[d] == expected;
@@ -177,6 +197,14 @@ inline void check_same_device(const Arg& a, const Arg& b) {
 inline bool same_shape(const Arg& a, const Arg& b) {
   if (a.dim != b.dim) return false;
   for (int64_t d = 0; d < a.dim; ++d)
+    if (a.sizes[d] != b.sizes[d]) return false;
+  return true;
+}
+
+// The same dims but the last: the same rows (see Arg::rows).
+inline bool same_rows(const Arg& a, const Arg& b) {
+  if (a.dim != b.dim) return false;
+  for (int64_t d = 0; d + 1 < a.dim; ++d)
     if (a.sizes[d] != b.sizes[d]) return false;
   return true;
 }

@@ -61,6 +61,23 @@ template <class Act, int N, int UPT>
 void launch_act_and_mul_n(scalar_t* out, const scalar_t* input, int64_t rows, int64_t d,
                           int64_t out_row_stride, int64_t input_row_stride, cudaStream_t stream) {
   const int64_t units = d / N;
+  // Few rows (decode): the usual chunks would leave most SMs idle (one row of
+  // d = 14336 in 16-bit was 7 blocks of 128 threads, its latency the math of
+  // 16 elements per thread, slower than eager's two kernels). Spread each row
+  // over about as many blocks as there are SMs: one pack per thread, blocks
+  // down to a warp.
+  const int64_t sms = sm_count();
+  if (rows * ((units + UPT * kActThreads - 1) / (UPT * kActThreads)) < sms) {
+    const int64_t per_row = (sms + rows - 1) / rows;
+    int64_t threads = round_up((units + per_row - 1) / per_row, kWarp);
+    if (threads > kActThreads) threads = kActThreads;
+    int64_t chunks = (units + threads - 1) / threads;
+    if (chunks > kMaxBlocksY) chunks = kMaxBlocksY;
+    const dim3 grid{unsigned(rows), unsigned(chunks)};  // rows < sms here
+    act_and_mul_kernel<Act, N, 1><<<grid, unsigned(threads), 0, stream>>>(
+        out, input, rows, units, d, out_row_stride, input_row_stride);
+    return;
+  }
   int64_t threads = round_up((units + UPT - 1) / UPT, kWarp);
   if (threads > kActThreads) threads = kActThreads;
   int64_t chunks = (units + UPT * threads - 1) / (UPT * threads);

@@ -164,6 +164,28 @@ inline int sm_count() {
   return sms;
 }
 
+// How many blocks of `threads` threads of `Kernel` one SM holds at once (its
+// registers and shared memory decide), asked of the runtime once per kernel
+// and block size. Kernels that loop over their work size their grid by it: a
+// grid sized by threads alone (2048 / threads per SM) ran rope in two waves
+// at 64 registers a thread, half its blocks waiting for the other half.
+template <auto Kernel>
+inline int blocks_per_sm(int threads) {
+  static std::atomic<int> cache[kMaxThreads / kWarp + 1];
+  const int slot = (threads + kWarp - 1) / kWarp;
+  int blocks = cache[slot].load(std::memory_order_relaxed);
+  if (blocks == 0) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, Kernel, threads, 0) !=
+            cudaSuccess ||
+        blocks <= 0) {
+      (void)cudaGetLastError();  // leave no error for the launch check to report
+      return 1;
+    }
+    cache[slot].store(blocks, std::memory_order_relaxed);
+  }
+  return blocks;
+}
+
 // One launch shape for row-wise kernels: blockDim.x threads share a row.
 // Rows no wider than a warp get a warp each, several rows to a block, so
 // narrow rows (per-head norms, tiny d) still fill the SMs.
