@@ -240,6 +240,10 @@ class Settings:
         found = self.origins.get(key)
         return str(found) if found is not None else None
 
+    def named(self, key: str) -> str:
+        """Where `key`'s value came from or, for a default, the option that sets it: for messages."""
+        return self.origin(key) or SETTINGS[key].option or SETTINGS[key].variables[0]
+
     @property
     def lock_dir_from(self) -> str | None:
         return self.origin("lock_dir")

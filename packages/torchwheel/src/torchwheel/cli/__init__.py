@@ -314,14 +314,14 @@ def _wheel_run(args: argparse.Namespace) -> _WheelRun:
     project = _project_of_matrix(args.project, matrix.project)
     options = {"max_jobs": args.jobs, "build_dir": args.build_dir, "envs_dir": args.envs_dir, "python": args.python}
     settings = project.settings(options)
-    python_from = settings.origin("python") or "--python"
+    python_from = settings.named("python")
     if settings.python and len(cells) > 1:
         raise SettingsError(f"{python_from} serves one cell; build one --cell at a time with it")
     python = _interpreter(settings.python, python_from) if settings.python else None
     source_date_epoch()  # a malformed SOURCE_DATE_EPOCH, refused now rather than after the build
     out = OutputDir.checked("--out", args.out)
-    build_dir = OutputDir.checked(settings.origin("build_dir") or "--build-dir", settings.build_dir)
-    envs = None if python else OutputDir.checked(settings.origin("envs_dir") or "--envs-dir", settings.envs_dir)
+    build_dir = OutputDir.checked(settings.named("build_dir"), settings.build_dir)
+    envs = None if python else OutputDir.checked(settings.named("envs_dir"), settings.envs_dir)
     return _WheelRun(matrix, cells, project, settings, python, out, build_dir, envs)
 
 
