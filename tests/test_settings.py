@@ -64,10 +64,11 @@ def test_accept_ptx_is_off_unless_set() -> None:
 
 
 def test_the_arch_list_remembers_the_variable_it_came_from() -> None:
-    assert settings(TORCH_CUDA_ARCH_LIST="8.0").arch_list_from == "TORCH_CUDA_ARCH_LIST"
-    assert settings(TORCHWHEEL_CUDA_ARCH_LIST="9.0a").arch_list_from == "TORCHWHEEL_CUDA_ARCH_LIST"
-    assert settings(MINFER_CUDA_ARCH_LIST="9.0a", TORCH_CUDA_ARCH_LIST="8.0").arch_list_from == "MINFER_CUDA_ARCH_LIST"
-    assert settings().arch_list_from is None
+    assert settings(TORCH_CUDA_ARCH_LIST="8.0").origin("arch_list") == "TORCH_CUDA_ARCH_LIST"
+    assert settings(TORCHWHEEL_CUDA_ARCH_LIST="9.0a").origin("arch_list") == "TORCHWHEEL_CUDA_ARCH_LIST"
+    both = settings(MINFER_CUDA_ARCH_LIST="9.0a", TORCH_CUDA_ARCH_LIST="8.0")
+    assert both.origin("arch_list") == "MINFER_CUDA_ARCH_LIST"
+    assert settings().origin("arch_list") is None
 
 
 def test_the_lock_dir_is_settable() -> None:

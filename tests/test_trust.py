@@ -683,7 +683,7 @@ from torchwheel.runtime.lock import exclusive_lock, usable_lock_dir
 from tiny_project import PROJECT
 loader = Loader(PROJECT)
 job = loader.plan("scale_a").job
-lock_dir = usable_lock_dir(loader.settings.lock_dirs, loader.settings.lock_dir_from, print)
+lock_dir = usable_lock_dir(loader.settings.lock_dirs, loader.settings.origin("lock_dir"), print)
 with exclusive_lock(lock_dir / lock_name("scale_a", job.key)):
     print("locked", flush=True)
     time.sleep(600)

@@ -245,14 +245,6 @@ class Settings:
         return self.origin(key) or SETTINGS[key].option or SETTINGS[key].variables[0]
 
     @property
-    def lock_dir_from(self) -> str | None:
-        return self.origin("lock_dir")
-
-    @property
-    def arch_list_from(self) -> str | None:
-        return self.origin("arch_list")
-
-    @property
     def lock_dir(self) -> Path:
         """The preferred lock dir (runtime/lock.py's `usable_lock_dir` picks the one in use)."""
         return self.lock_dirs[0]

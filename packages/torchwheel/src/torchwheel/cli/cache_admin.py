@@ -315,7 +315,7 @@ def locations_for(references: Sequence[str]) -> list[CacheLocation]:
                 settings.lock_dirs,
                 (project.name,),
                 settings.variable("CACHE_DIR"),
-                settings.lock_dir_from,
+                settings.origin("lock_dir"),
             )
     return list(found.values())
 

@@ -155,7 +155,7 @@ class ProjectFacts:
                 "force_jit": s.force_jit,
                 "accept_ptx": s.accept_ptx,
                 "cuda_arch_list": s.arch_list,
-                "cuda_arch_list_from": s.arch_list_from,
+                "cuda_arch_list_from": s.origin("arch_list"),
                 "max_jobs": s.max_jobs,
                 "cuda_home": str(s.cuda_home) if s.cuda_home else None,
                 "cxx": s.cxx,
@@ -250,7 +250,7 @@ def project_facts(project: Project, env: Environment, problems: list[str]) -> Pr
     problems.extend(d.problem for d in (cache_dir, lock_dir) if d.problem)
     if settings.arch_list:  # checked whatever the torch: a CPU torch today may be a CUDA one tomorrow
         try:
-            parse_arch_list(settings.arch_list, settings.arch_list_from)
+            parse_arch_list(settings.arch_list, settings.origin("arch_list"))
         except SettingsError as error:
             problems.append(str(error))
     prebuilt = tuple(_prebuilt_facts(d) for d in prebuilt_dirs(project, settings.prebuilt_path))
@@ -340,7 +340,7 @@ def _project_lines(project: ProjectFacts) -> list[str]:
     s = project.settings
     switches = [name for name, on in (("DISABLE_JIT", s.disable_jit), ("FORCE_JIT", s.force_jit)) if on]
     switches += ["ACCEPT_PTX"] if s.accept_ptx else []
-    arch = f"{s.arch_list} (from {s.arch_list_from})" if s.arch_list else "the GPUs'"
+    arch = f"{s.arch_list} (from {s.origin('arch_list')})" if s.arch_list else "the GPUs'"
     lines.append(f"  settings   {' '.join(switches) or 'defaults'}; JIT archs: {arch}")
     if not project.prebuilt:
         lines.append("  prebuilt   none installed")

@@ -58,7 +58,7 @@ def jit_archs(
     native code for each visible GPU."""
     offered = toolchain.cuda_archs()
     if settings.arch_list:
-        source = settings.arch_list_from
+        source = settings.origin("arch_list")
         archs = parse_arch_list(settings.arch_list, source)
         if offered is not None:
             offered.check(archs, source)
@@ -109,7 +109,7 @@ def _build_entry(
     spec, key = job.spec, job.key
     cache_variable = settings.variable("CACHE_DIR")
     ensure_private_dir(cache.cache_dir, "cache dir", cache_variable)
-    lock_dir = usable_lock_dir(settings.lock_dirs, settings.lock_dir_from, say)
+    lock_dir = usable_lock_dir(settings.lock_dirs, settings.origin("lock_dir"), say)
     spec_dir = ensure_private_dir(cache.cache_dir / spec.name, "cache dir", cache_variable)
     wait = LockWait(say, settings.lock_timeout_s, settings.variable("LOCK_TIMEOUT"))
     watch = BuildWatch(settings.build_timeout_s, say, timeout_variable=settings.variable("BUILD_TIMEOUT"))
