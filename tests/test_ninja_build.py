@@ -4,7 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import run_python
 from torchwheel.compile.ninja_files import ninja_path
+from torchwheel.runtime.torch_install import TorchInstall
 
 
 def torchwheel(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -48,6 +50,69 @@ def test_a_second_build_with_nothing_changed_runs_no_step(tiny_project: Path, pr
     again = torchwheel("build", "tiny_project:PROJECT", "--out", str(out), cwd=tiny_project, env=env)
     assert again.returncode == 0
     assert "built 2 specs (0 build steps)" in again.stdout
+
+
+def test_the_spec_with_the_most_source_is_first_in_the_wrapper(tiny_project: Path, private_env: dict[str, str]) -> None:
+    # ninja starts equally deep steps in file order: the longest compile must not start last.
+    binding = tiny_project / "src" / "scale_b.cpp"
+    binding.write_text(binding.read_text() + "// a longer unit\n" * 50)
+    out = tiny_project / "out"
+    env = {**private_env, "PYTHONPATH": str(tiny_project)}
+    result = torchwheel("build", "tiny_project:PROJECT", "--out", str(out), cwd=tiny_project, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    wrapper = (out / "build" / "build.ninja").read_text()
+    subninjas = [line for line in wrapper.splitlines() if line.startswith("subninja ")]
+    assert subninjas == [f"subninja {ninja_path(out / 'build' / n / 'build.ninja')}" for n in ("scale_b", "scale_a")]
+
+
+def test_a_build_never_imports_torch(tiny_project: Path, private_env: dict[str, str]) -> None:
+    # Importing torch was most of a no-op rebuild (1.4 of 1.5 s): a build reads torch's files.
+    env = {**private_env, "PYTHONPATH": str(tiny_project)}
+    command = [sys.executable, "-X", "importtime", "-m", "torchwheel", "build", "tiny_project:PROJECT"]
+    result = subprocess.run(
+        [*command, "--out", str(tiny_project / "out")], cwd=tiny_project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "built 2 specs (6 build steps)" in result.stdout
+    imported = {
+        line.rpartition("|")[2].strip() for line in result.stderr.splitlines() if line.startswith("import time")
+    }
+    assert "torchwheel.compile.ninja_run" in imported
+    assert "torch" not in imported
+
+
+def test_torch_facts_read_from_its_files_are_those_of_the_imported_torch(
+    private_env: dict[str, str], torch214_python: str
+) -> None:
+    code = """
+        import sys
+        from torchwheel.runtime.torch_install import TorchInstall
+        read = TorchInstall.importable()
+        assert "torch" not in sys.modules
+        assert read == TorchInstall.running(), (read, TorchInstall.running())
+        print(read.version, read.cuda_version)
+    """
+    here = run_python(code, private_env).stdout.split()
+    assert here == [TorchInstall.running().version, str(TorchInstall.running().cuda_version)]
+    assert run_python(code, private_env, python=torch214_python).stdout.split() == ["2.14.1+cu130", "13.0"]
+
+
+def test_a_linker_the_compiler_cannot_run_is_passed_over(private_env: dict[str, str], tmp_path: Path) -> None:
+    broken = tmp_path / "bin" / "ld.mold"
+    broken.parent.mkdir()
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    env = {**private_env, "PATH": f"{broken.parent}:{private_env['PATH']}"}
+    code = """
+        import shutil
+        from torchwheel.compile.toolchain import find_toolchain
+        linker = find_toolchain("c++", None, need_cuda=False).linker
+        working = [name for name in ("lld", "gold") if shutil.which(f"ld.{name}")]
+        print(linker.name if linker else "default", (working or ["default"])[0])
+    """
+    chosen, expected = run_python(code, env).stdout.split()
+    assert chosen == expected != "mold"
 
 
 def test_a_compile_error_names_the_spec_and_shows_the_compiler_output(

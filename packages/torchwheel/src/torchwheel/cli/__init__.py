@@ -45,7 +45,7 @@ def _build(args: argparse.Namespace) -> int:
         args.device == "all"
         and cpu_specs
         and len(cpu_specs) < len(specs)
-        and TorchInstall.running().cuda_version is None
+        and TorchInstall.importable().cuda_version is None
     ):
         # A CPU-only torch cannot link CUDA specs: asked for "all", build the CPU ones and say so.
         # (A selection of CUDA specs only goes on, so that its settings are still checked.)
@@ -58,7 +58,7 @@ def _build(args: argparse.Namespace) -> int:
     )
     if need_cuda and (offered := toolchain.cuda_archs()) is not None:
         offered.check(archs, source)  # before anything is written: one line naming a toolkit that has it
-    torch = TorchInstall.running()
+    torch = TorchInstall.importable()
     if need_cuda and torch.cuda_version is None:
         raise ToolchainError(
             f"the selected specs are CUDA specs, and this torch ({torch.version}) has no CUDA to link them "

@@ -2,7 +2,7 @@
 
 Inputs: the bytes of every source and of every project header they include, each under its
 name relative to the spec's root; the flags (flags.py); the arch list; the target torch's
-version, C++11 ABI and C++ standard; and the compilers' reported versions. Not inputs: any
+version, C++11 ABI and C++ standard; and the compilers' and linker's reported versions. Not inputs: any
 path, so a moved checkout or a symlinked CUDA_HOME still hits. Nor the compiler launcher
 (`<PREFIX>_COMPILER_LAUNCHER`, e.g. sccache): it runs the same compiler on the same command and
 a hit hands back the bytes that compile wrote, so the binary is the same with or without it

@@ -22,7 +22,7 @@ from torchwheel.compile.children import dying_with_parent
 from torchwheel.compile.ninja_files import library_path, spec_ninja_text, wrapper_ninja_text, write_if_changed
 from torchwheel.errors import BuildError, ToolchainError
 from torchwheel.settings import DEFAULT_BUILD_TIMEOUT_S
-from torchwheel.spec import JitSpec, check_unique_names
+from torchwheel.spec import CUDA_SUFFIXES, JitSpec, check_unique_names
 
 # Called with (steps done, steps in all, what the step was); `ninja` counts only the steps it
 # actually has to run, so an up-to-date build reports (0, 0) and nothing else.
@@ -82,7 +82,7 @@ def write_build_files(groups: Sequence[BuildGroup], wrapper_dir: Path, shared_di
     """
     wrapper_dir = wrapper_dir.absolute()
     shared_dir = (shared_dir or wrapper_dir).absolute()
-    spec_files = []
+    spec_files: list[tuple[tuple[int, int], Path]] = []
     emitted: set[Path] = set()
     for group in groups:
         check_unique_names(group.specs)
@@ -90,10 +90,26 @@ def write_build_files(groups: Sequence[BuildGroup], wrapper_dir: Path, shared_di
             spec_dir = group.build_dir.absolute() / spec.name
             text = spec_ninja_text(spec, group.target, spec_dir, shared_dir / "objs", emitted)
             write_if_changed(spec_dir / "build.ninja", text)
-            spec_files.append(spec_dir / "build.ninja")
+            spec_files.append((_compile_weight(spec), spec_dir / "build.ninja"))
+    # ninja starts ready steps of equal depth (every compile is one step from its link) in the
+    # order it read them, so the specs likely to compile longest go first: last in the file, a
+    # fresh build's slowest unit started in the second wave on 16 cores and was the build's whole
+    # tail (docs/benchmarks.md). The sort is stable: equal weights keep the project's order.
+    spec_files.sort(key=lambda weighed: weighed[0], reverse=True)
     wrapper = wrapper_dir / "build.ninja"
-    write_if_changed(wrapper, wrapper_ninja_text(spec_files, shared_dir))
+    write_if_changed(wrapper, wrapper_ninja_text([path for _, path in spec_files], shared_dir))
     return wrapper
+
+
+def _compile_weight(spec: JitSpec) -> tuple[int, int]:
+    """A guess at how long a spec's units take to compile, for ordering only: CUDA units (a host
+    and a device compile each) before C++ ones, then more source bytes before fewer."""
+    cuda = sum(source.suffix in CUDA_SUFFIXES for source in spec.all_sources)
+    size = 0
+    for source in spec.all_sources:
+        with contextlib.suppress(OSError):  # ninja names a missing source when it gets there
+            size += source.stat().st_size
+    return cuda, size
 
 
 def build_groups(

@@ -12,7 +12,9 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,20 @@ class Compiler:
     version: str  # the compiler's own words, with its invoked name removed
 
 
+# Every link reads the symbol tables of torch's libraries (libtorch_cpu and libtorch_cuda are 450
+# and 500 MB): GNU ld took 1.7-1.9 s a link here, gold 0.8 s, and a cell has a link per spec
+# that no compiler cache serves (docs/benchmarks.md). So a build links with the first of these
+# that the compiler driver runs (`-fuse-ld=NAME`), fastest first, and with its default otherwise.
+FAST_LINKERS = ("mold", "lld", "gold")
+_LINKER_PROBE_TIMEOUT_S = 10.0  # an empty library links in a tenth of a second
+
+
+@dataclass(frozen=True)
+class Linker:
+    name: str  # what `-fuse-ld=` takes
+    version: str  # its own words, as `-Wl,--version` prints them
+
+
 @dataclass(frozen=True)
 class Toolchain:
     cxx: Compiler
@@ -34,6 +50,7 @@ class Toolchain:
     cuda_home: Path | None = None
     cuda_version: str | None = None  # "13.0"
     launcher: str | None = None  # a compiler cache's path (sccache, ccache), put before each compile
+    linker: Linker | None = None  # a faster linker than the driver's default, if one runs
 
     def identity(self) -> dict[str, str | None]:
         # No launcher here: a compiler cache hands back the bytes the compiler would write, so it
@@ -41,6 +58,7 @@ class Toolchain:
         return {
             "cxx": self.cxx.version,
             "nvcc": self.nvcc.version if self.nvcc else None,
+            "linker": self.linker.version if self.linker else None,
         }
 
     def cuda_archs(self) -> ToolkitArchs | None:
@@ -58,15 +76,16 @@ def find_toolchain(
     a build is being planned, so a missing one stops it in one line before anything is written."""
     compiler = _compiler(cxx, "CXX")
     launcher_path = launcher.resolve() if launcher is not None else None
+    linker = fast_linker(compiler.path)
     if not need_cuda:
-        return Toolchain(cxx=compiler, launcher=launcher_path)
+        return Toolchain(cxx=compiler, launcher=launcher_path, linker=linker)
     home = cuda_home or _default_cuda_home()
     if home is None or not (home / "bin" / "nvcc").is_file():
         where = f"CUDA_HOME={home}" if home else "no CUDA_HOME and no nvcc on PATH"
         raise ToolchainError(f"no CUDA toolkit found ({where}); set CUDA_HOME to a toolkit that has bin/nvcc")
     nvcc = _compiler(str(home / "bin" / "nvcc"), "CUDA_HOME")
     match = re.search(r"release (\d+\.\d+)", nvcc.version)
-    return Toolchain(compiler, nvcc, home, match.group(1) if match else None, launcher_path)
+    return Toolchain(compiler, nvcc, home, match.group(1) if match else None, launcher_path, linker)
 
 
 def _default_cuda_home() -> Path | None:
@@ -107,6 +126,50 @@ def reported_version(path: str) -> str:
         if first.startswith(name + " "):
             first = first[len(name) :].strip()
     return first
+
+
+@functools.cache
+def fast_linker(cxx: str) -> Linker | None:
+    """The first of FAST_LINKERS on the compiler's search path with which it links a C++ shared
+    library, asked once per process. A real link, not `-Wl,--version` alone: a gcc built into
+    its own prefix ran gold's `--version` and then could not link with it (its libstdc++ is
+    where only GNU ld looks; the H100 machine's /opt/gcc, 2026-12-07)."""
+    with tempfile.TemporaryDirectory(prefix="torchwheel-linker-") as scratch:
+        for name in FAST_LINKERS:
+            if shutil.which(f"ld.{name}") is None:
+                continue
+            use = f"-fuse-ld={name}"
+            library = os.path.join(scratch, f"{name}.so")
+            linked = _probe([cxx, use, "-shared", "-x", "c++", os.devnull, "-o", library])
+            if linked is None:
+                return None  # a driver that hangs on one linker hangs on the next: its default it is
+            version = _probe([cxx, use, "-Wl,--version"]) if linked[0] == 0 else None
+            if version is not None and version[0] == 0 and (lines := version[1].strip().splitlines()):
+                return Linker(name, lines[0].strip())
+    return None
+
+
+def _probe(command: list[str]) -> tuple[int, str] | None:
+    """(exit status, stdout) of `command`, or None if it ran past _LINKER_PROBE_TIMEOUT_S. It runs
+    in its own session, so that a driver that hangs is ended with whatever it started."""
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+    except OSError:
+        return (-1, "")
+    try:
+        output, _ = process.communicate(timeout=_LINKER_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return None
+    return process.returncode, output
 
 
 @functools.cache

@@ -2,11 +2,16 @@
 
 The facts that decide whether a binary fits (version, C++11 ABI flag, CUDA version) come from
 torch itself, never from constants here: a wrong guess builds or loads a library that fails at
-import with `undefined symbol`.
+import with `undefined symbol`. A build reads them from torch's own files when torch is not yet
+imported (`importable`): importing torch takes one to two seconds, most of a no-op rebuild
+(docs/benchmarks.md), and a build needs only the facts.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +64,24 @@ class TorchInstall:
         )
 
     @classmethod
+    def importable(cls) -> TorchInstall:
+        """The torch that `import torch` would give this interpreter, read from its files without
+        importing it; the imported one if it is imported already, or if its files do not say."""
+        if "torch" in sys.modules:
+            return cls.running()
+        found = importlib.util.find_spec("torch")
+        if found is None or not found.submodule_search_locations:
+            return cls.running()  # raises the ImportError a user should see
+        prefix = Path(next(iter(found.submodule_search_locations)))
+        version = _version_file(prefix / "version.py")
+        cxx11_abi = _cxx11_abi(prefix / "lib" / "libc10.so")
+        if version is None or "__version__" not in version or "cuda" not in version or cxx11_abi is None:
+            return cls.running()
+        return cls(
+            version=str(version["__version__"]), cxx11_abi=cxx11_abi, cuda_version=version["cuda"], prefix=prefix
+        )
+
+    @classmethod
     def probe(cls, python: str | Path) -> TorchInstall:
         """The torch installed for another interpreter (a venv per matrix cell)."""
         import json
@@ -85,3 +108,31 @@ class TorchInstall:
             cuda_version=facts["cuda_version"],
             prefix=Path(facts["prefix"]),
         )
+
+
+def _version_file(path: Path) -> dict[str, str | None] | None:
+    """The string (or None) constants that torch's generated `version.py` assigns, by name."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError):
+        return None
+    constants: dict[str, str | None] = {}
+    for node in tree.body:
+        target, value = (
+            (node.targets[0], node.value) if isinstance(node, ast.Assign) and len(node.targets) == 1
+            else (node.target, node.value) if isinstance(node, ast.AnnAssign)
+            else (None, None)
+        )  # fmt: skip
+        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) and isinstance(value.value, str | None):
+            constants[target.id] = value.value
+    return constants
+
+
+def _cxx11_abi(libc10: Path) -> bool | None:
+    """Whether torch's libc10 was compiled with `_GLIBCXX_USE_CXX11_ABI=1`: its std::string symbols
+    are then named in libstdc++'s `__cxx11` namespace, and a library built with the old ABI names
+    none (what `torch._C._GLIBCXX_USE_CXX11_ABI` reports, read from the file torch loads first)."""
+    try:
+        return b"St7__cxx11" in libc10.read_bytes()
+    except OSError:
+        return None
