@@ -235,6 +235,11 @@ def test_ops_run_under_torch_compile_fullgraph(minfer_prebuilt) -> None:
             lambda m: m.rmsnorm(torch.randn(2, 8).double(), torch.randn(8).double()),
             r"input has dtype torch.float64; use float16, bfloat16 or float32",
         ),
+        (
+            # A CPU input with a weight on another device of index -1 (the meta device): refused too.
+            lambda m: m.rmsnorm(torch.randn(2, 8), torch.empty(8, device="meta")),
+            r"minfer.rmsnorm: weight is on meta; minfer runs on CPU and CUDA",
+        ),
         (lambda m: m.silu_and_mul(torch.randn(2, 7)), r"minfer.silu_and_mul: input's last dim must be even"),
         (
             lambda m: m.fused_add_rmsnorm(torch.randn(2, 8), torch.randn(3, 8), torch.randn(8)),

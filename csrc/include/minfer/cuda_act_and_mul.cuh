@@ -13,25 +13,30 @@ inline namespace detail {  // spec-dependent: hidden in this library (see config
 constexpr int kActThreads = 128;
 constexpr int kActUpt = 2;
 
-// Grid: x over rows (a loop covers the rest), y over chunks of a row, each
-// chunk UPT * blockDim.x packs. A thread issues all 2 * UPT loads of its
-// chunk before the arithmetic, so enough bytes are in flight to keep the
-// memory busy; consecutive threads take consecutive packs (coalesced). The
-// input goes through the read-only cache: the binding refuses an out that
-// overlaps it.
+// Grid: x over chunks of a row, each chunk UPT * blockDim.x packs; y over
+// rows (a loop covers rows past 65535). Blocks are dispatched x first, so the
+// blocks running at once walk the input in address order, as Inductor's 1-D
+// pointwise grid does. With rows on x they were spread over thousands of
+// rows: at 8192x28672 on the H100, 97-99% of a copy's bandwidth and 0.97-0.99x
+// torch.compile's speed; transposed, 101-102% and 0.99-1.01x (docs/
+// benchmarks.md, 2026-12-07). A thread issues all
+// 2 * UPT loads of its chunk before the arithmetic, so enough bytes are in
+// flight to keep the memory busy; consecutive threads take consecutive packs
+// (coalesced). The input goes through the read-only cache: the binding
+// refuses an out that overlaps it.
 template <class Act, int N, int UPT>
 __global__ void __launch_bounds__(kActThreads)
     act_and_mul_kernel(scalar_t* out, const scalar_t* input, int64_t rows, int64_t units,
                        int64_t d, int64_t out_row_stride, int64_t input_row_stride) {
   using P = Pack<N>;
   const int64_t chunk = int64_t(UPT) * blockDim.x;
-  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
     const scalar_t* in_row = input + row * input_row_stride;
     const auto* x = reinterpret_cast<const P*>(in_row);
     const auto* gate = reinterpret_cast<const P*>(in_row + d);
     auto* y = reinterpret_cast<P*>(out + row * out_row_stride);
-    for (int64_t base = int64_t(blockIdx.y) * chunk + threadIdx.x; base < units;
-         base += int64_t(gridDim.y) * chunk) {
+    for (int64_t base = int64_t(blockIdx.x) * chunk + threadIdx.x; base < units;
+         base += int64_t(gridDim.x) * chunk) {
       P a[UPT], b[UPT];
 #pragma unroll
       for (int k = 0; k < UPT; ++k) {
@@ -72,8 +77,8 @@ void launch_act_and_mul_n(scalar_t* out, const scalar_t* input, int64_t rows, in
     int64_t threads = round_up((units + per_row - 1) / per_row, kWarp);
     if (threads > kActThreads) threads = kActThreads;
     int64_t chunks = (units + threads - 1) / threads;
-    if (chunks > kMaxBlocksY) chunks = kMaxBlocksY;
-    const dim3 grid{unsigned(rows), unsigned(chunks)};  // rows < sms here
+    if (chunks > kMaxBlocks) chunks = kMaxBlocks;
+    const dim3 grid{unsigned(chunks), unsigned(rows)};  // rows < sms here
     act_and_mul_kernel<Act, N, 1><<<grid, unsigned(threads), 0, stream>>>(
         out, input, rows, units, d, out_row_stride, input_row_stride);
     return;
@@ -81,9 +86,9 @@ void launch_act_and_mul_n(scalar_t* out, const scalar_t* input, int64_t rows, in
   int64_t threads = round_up((units + UPT - 1) / UPT, kWarp);
   if (threads > kActThreads) threads = kActThreads;
   int64_t chunks = (units + UPT * threads - 1) / (UPT * threads);
-  if (chunks > kMaxBlocksY) chunks = kMaxBlocksY;
-  const int64_t blocks = rows < kMaxBlocks ? rows : kMaxBlocks;
-  const dim3 grid{unsigned(blocks), unsigned(chunks)};
+  if (chunks > kMaxBlocks) chunks = kMaxBlocks;
+  const int64_t row_blocks = rows < kMaxBlocksY ? rows : kMaxBlocksY;
+  const dim3 grid{unsigned(chunks), unsigned(row_blocks)};
   act_and_mul_kernel<Act, N, UPT><<<grid, unsigned(threads), 0, stream>>>(
       out, input, rows, units, d, out_row_stride, input_row_stride);
 }

@@ -3,24 +3,43 @@
 Each (op, dtype, device) is its own compiled spec, loaded the first time it is called: a
 process that only runs bf16 rmsnorm on CUDA never loads (or JIT-builds) anything else.
 
-A call does little host work besides its checks (issue 13: host time at decode size): one dict
-lookup picks the op, an op that returns a tensor allocates it once, and N-D inputs go to the op
-as they are (the bindings read them as rows). The Python checks run on every call, before the
-op: the op checks its arguments too (csrc/include/minfer/binding.h, for direct torch.ops calls),
-but an error thrown out of a stable-ABI op crashed torch 2.11's dispatcher (a segfault on the
-H100, 2026-12-07, docs/benchmarks.md), so minfer never lets its op be the one that refuses.
+A call does little host work besides its checks (issue 13: host time at decode size). The checks
+run on every call, before the op: the op checks its arguments too (csrc/include/minfer/binding.h,
+for direct torch.ops calls), but an error thrown out of a stable-ABI op crashed torch 2.11's
+dispatcher (a segfault on the H100, 2026-12-07, docs/benchmarks.md), so minfer never lets its op
+be the one that refuses. So each public op checks them in one flat condition, written out for
+its own arguments (no kwargs dict, generator, lambda or helper call per call), that reads each
+attribute it needs once:
+
+- isinstance on each tensor argument, before any attribute of it is read;
+- one dict lookup on the first tensor's (dtype, device): it picks the loaded op and checks that
+  the dtype is supported and the device is CPU or CUDA, since only those are ever keys (a key
+  missing because its op is not loaded yet fails the condition too);
+- `is` on the other tensors' dtype and `==` on their device (`get_device()` is -1 for CPU and
+  meta alike), `is_contiguous()`, and the shapes from `.ndim`, `.numel()` and `.shape` (`.size(i)`
+  goes through the argument parser: three times the cost).
+
+When the condition holds, the op is called through its OpOverload (its private `_op`, the C++
+function under it, is 0.2-0.3 us cheaper, but skips what `__call__` does in torch 2.14 and breaks
+torch.compile's fullgraph) into the one output a returning op allocates: `torch.empty_like`, or
+`new_empty` with the sizes as separate ints (a torch.Size or tuple argument costs 0.5-1 us more).
+When it fails, the slow path, and only it, names the argument at fault in one line (the
+`_*_problem` functions) or, on the first call of a (dtype, device), loads the op, then calls it.
+N-D inputs go to the op as they are (the bindings read them as rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
+from torch import Tensor
+from torch._ops import OpOverload
 
 from torchwheel import LoadedSpec, Loader
 from torchwheel.runtime.package import package_project
 
 from ._project import spec_name
+
+__all__ = ["apply_rope", "fused_add_rmsnorm", "gelu_tanh_and_mul", "loaded_specs", "rmsnorm", "silu_and_mul"]
 
 _DTYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 # The project as pyproject.toml's [tool.torchwheel] declares it. minfer loads op by op, on first
@@ -28,12 +47,20 @@ _DTYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 # bf16 rmsnorm on CUDA loads nothing else.
 _loader = Loader(package_project("minfer"))
 _DEVICE_TYPES = ("cpu", "cuda")
-# The loaded op of each (dtype, is_cuda), per op: a call looks it up with two attribute reads
-# (`device.type` would build a torch.device per call); the checks before it refuse other devices.
-_Key = tuple[torch.dtype, bool]
-_LOADED: dict[str, dict[_Key, torch._ops.OpOverload]] = {
-    op: {} for op in ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope")
-}
+# The loaded op of each (dtype, device), per op; only a supported dtype on a CPU or CUDA device is
+# ever a key, so finding one is also the check of both. Each CUDA device index is its own key (a
+# tensor's `device` is one attribute read; `device.type` would be two), its spec loaded once.
+_Key = tuple[torch.dtype, torch.device]
+_OPS = ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "apply_rope")
+_LOADED: dict[str, dict[_Key, OpOverload]] = {op: {} for op in _OPS}
+_RMSNORM = _LOADED["rmsnorm"]
+_FUSED_ADD_RMSNORM = _LOADED["fused_add_rmsnorm"]
+_SILU_AND_MUL = _LOADED["silu_and_mul"]
+_GELU_TANH_AND_MUL = _LOADED["gelu_tanh_and_mul"]
+_APPLY_ROPE = _LOADED["apply_rope"]
+# The loaded op of each spec name (the same spec serves every CUDA device index).
+_SPECS: dict[str, OpOverload] = {}
+_INT64 = torch.int64
 # What the checks return: the error to raise, or None if all is well.
 _Problem = Exception | None
 
@@ -49,48 +76,33 @@ def _fake_mutating_op(*args: object) -> None:
     return None
 
 
-def _op(op: str, tensor: torch.Tensor) -> torch._ops.OpOverload:
-    """The op of `tensor`'s dtype and device, loaded (prebuilt or JIT) on first use."""
-    key = (tensor.dtype, tensor.is_cuda)
+def _op(op: str, tensor: Tensor) -> OpOverload:
+    """The op of `tensor`'s dtype and device (checked already), loaded (prebuilt or JIT) on first use."""
+    key = (tensor.dtype, tensor.device)
     found = _LOADED[op].get(key)
     if found is None:
         name = spec_name(op, _DTYPES[tensor.dtype], tensor.device.type)
-        _loader.load(name)
-        torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
-        found = _LOADED[op][key] = getattr(torch.ops.minfer, name).default  # torch.ops is untyped
+        found = _SPECS.get(name)
+        if found is None:
+            _loader.load(name)
+            torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
+            found = _SPECS[name] = getattr(torch.ops.minfer, name).default  # torch.ops is untyped
+        _LOADED[op][key] = found
     return found
 
 
-def _checked(op: str, problem: Callable[..., _Problem], *args: torch.Tensor) -> torch._ops.OpOverload:
-    """The op for `args`, once they are checked: one line naming the argument where they are wrong."""
-    error = problem(*args)
-    if error is not None:
-        raise error
-    first = args[0]
-    found = _LOADED[op].get((first.dtype, first.is_cuda))
-    return found if found is not None else _op(op, first)
+def _checked(op: str, problem: _Problem, first: Tensor) -> OpOverload:
+    """The slow path: raise the one line naming the argument at fault, else the op of `first`."""
+    if problem is not None:
+        raise problem
+    return _op(op, first)
 
 
-def _same_kind(tensors: tuple[torch.Tensor, ...]) -> bool:
-    """The common case in the cheapest attribute reads (`get_device` builds no torch.device):
-    tensors of one supported dtype, on one CPU or CUDA device, contiguous."""
-    first = tensors[0]
-    if not isinstance(first, torch.Tensor) or first.dtype not in _DTYPES or not (first.is_cuda or first.is_cpu):
-        return False
-    dtype, device = first.dtype, first.get_device()
-    return all(
-        isinstance(t, torch.Tensor) and t.dtype is dtype and t.get_device() == device and t.is_contiguous()
-        for t in tensors
-    )
-
-
-def _tensors_problem(op: str, **tensors: torch.Tensor) -> _Problem:
+def _tensors_problem(op: str, **tensors: Tensor) -> _Problem:
     """Same dtype (a supported one), same device (CPU or CUDA), contiguous: or one clear line."""
-    if _same_kind(tuple(tensors.values())):
-        return None
     first_name, first = next(iter(tensors.items()))
     for name, tensor in tensors.items():
-        if not isinstance(tensor, torch.Tensor):
+        if not isinstance(tensor, Tensor):
             return TypeError(f"minfer.{op}: {name} must be a torch.Tensor, got {type(tensor).__name__}")
         if tensor.dtype not in _DTYPES:
             return _error(op, f"{name} has dtype {tensor.dtype}; use float16, bfloat16 or float32")
@@ -109,7 +121,7 @@ def _error(op: str, message: str) -> ValueError:
     return ValueError(f"minfer.{op}: {message}")
 
 
-def _norm_problem(op: str, input: torch.Tensor, weight: torch.Tensor) -> _Problem:
+def _norm_problem(op: str, input: Tensor, weight: Tensor) -> _Problem:
     if input.dim() < 1:
         return _error(op, "input is a scalar; give it a hidden dimension")
     if weight.dim() != 1 or weight.shape[0] != input.shape[-1]:
@@ -120,19 +132,31 @@ def _norm_problem(op: str, input: torch.Tensor, weight: torch.Tensor) -> _Proble
     return None
 
 
-def _rmsnorm_problem(input: torch.Tensor, weight: torch.Tensor) -> _Problem:
+def _rmsnorm_problem(input: Tensor, weight: Tensor) -> _Problem:
     return _tensors_problem("rmsnorm", input=input, weight=weight) or _norm_problem("rmsnorm", input, weight)
 
 
-def rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def rmsnorm(input: Tensor, weight: Tensor, eps: float = 1e-6) -> Tensor:
     """`input * rsqrt(mean(input**2, -1) + eps) * weight`, computed in float32."""
-    op = _checked("rmsnorm", _rmsnorm_problem, input, weight)
+    if not (
+        isinstance(input, Tensor)
+        and isinstance(weight, Tensor)
+        and (found := _RMSNORM.get((dtype := input.dtype, device := input.device))) is not None
+        and weight.dtype is dtype
+        and weight.device == device
+        and input.is_contiguous()
+        and weight.is_contiguous()
+        and input.ndim
+        and weight.ndim == 1
+        and weight.numel() == input.shape[-1]
+    ):
+        found = _checked("rmsnorm", _rmsnorm_problem(input, weight), input)
     out = torch.empty_like(input)
-    op(out, input, weight, eps)
+    found(out, input, weight, eps)
     return out
 
 
-def _fused_problem(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor) -> _Problem:
+def _fused_problem(input: Tensor, residual: Tensor, weight: Tensor) -> _Problem:
     op = "fused_add_rmsnorm"
     problem = _tensors_problem(op, input=input, residual=residual, weight=weight)
     problem = problem or _norm_problem(op, input, weight)
@@ -141,37 +165,75 @@ def _fused_problem(input: torch.Tensor, residual: torch.Tensor, weight: torch.Te
     return problem
 
 
-def fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> None:
+def fused_add_rmsnorm(input: Tensor, residual: Tensor, weight: Tensor, eps: float = 1e-6) -> None:
     """In place: `residual += input`, then `input = rmsnorm(residual) * weight`."""
-    _checked("fused_add_rmsnorm", _fused_problem, input, residual, weight)(input, residual, weight, eps)
+    if not (
+        isinstance(input, Tensor)
+        and isinstance(residual, Tensor)
+        and isinstance(weight, Tensor)
+        and (found := _FUSED_ADD_RMSNORM.get((dtype := input.dtype, device := input.device))) is not None
+        and residual.dtype is dtype
+        and weight.dtype is dtype
+        and residual.device == device
+        and weight.device == device
+        and input.is_contiguous()
+        and residual.is_contiguous()
+        and weight.is_contiguous()
+        and (shape := input.shape)
+        and residual.shape == shape
+        and weight.ndim == 1
+        and weight.numel() == shape[-1]
+    ):
+        found = _checked("fused_add_rmsnorm", _fused_problem(input, residual, weight), input)
+    found(input, residual, weight, eps)
 
 
-def _gated_problem(op: str, input: torch.Tensor) -> _Problem:
+def _gated_problem(op: str, input: Tensor) -> _Problem:
     problem = _tensors_problem(op, input=input)
     if problem is None and (input.dim() < 1 or input.shape[-1] % 2):
         return _error(op, f"input's last dim must be even (gate and up halves), got shape {tuple(input.shape)}")
     return problem
 
 
-def _gated(op: str, input: torch.Tensor) -> torch.Tensor:
-    found = _checked(op, lambda x: _gated_problem(op, x), input)
-    shape = input.shape
-    out = input.new_empty(shape[:-1] + (shape[-1] // 2,))
+# silu_and_mul and gelu_tanh_and_mul differ only in their table and name: each writes out its
+# condition rather than share a helper, one Python call fewer per call.
+
+
+def silu_and_mul(input: Tensor) -> Tensor:
+    """`silu(x[..., :d]) * x[..., d:]` for input of last dim 2d."""
+    if not (
+        isinstance(input, Tensor)
+        and (found := _SILU_AND_MUL.get((input.dtype, input.device))) is not None
+        and input.is_contiguous()
+        and (shape := input.shape)
+        and not shape[-1] % 2
+    ):
+        found = _checked("silu_and_mul", _gated_problem("silu_and_mul", input), input)
+        shape = input.shape
+    *rows, last = shape
+    out = input.new_empty(*rows, last // 2)
     found(out, input)
     return out
 
 
-def silu_and_mul(input: torch.Tensor) -> torch.Tensor:
-    """`silu(x[..., :d]) * x[..., d:]` for input of last dim 2d."""
-    return _gated("silu_and_mul", input)
-
-
-def gelu_tanh_and_mul(input: torch.Tensor) -> torch.Tensor:
+def gelu_tanh_and_mul(input: Tensor) -> Tensor:
     """`gelu(x[..., :d], approximate='tanh') * x[..., d:]` for input of last dim 2d."""
-    return _gated("gelu_tanh_and_mul", input)
+    if not (
+        isinstance(input, Tensor)
+        and (found := _GELU_TANH_AND_MUL.get((input.dtype, input.device))) is not None
+        and input.is_contiguous()
+        and (shape := input.shape)
+        and not shape[-1] % 2
+    ):
+        found = _checked("gelu_tanh_and_mul", _gated_problem("gelu_tanh_and_mul", input), input)
+        shape = input.shape
+    *rows, last = shape
+    out = input.new_empty(*rows, last // 2)
+    found(out, input)
+    return out
 
 
-def _rope_problem(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> _Problem:
+def _rope_problem(q: Tensor, k: Tensor, positions: Tensor) -> _Problem:
     op = "apply_rope"
     problem = _tensors_problem(op, q=q, k=k)
     if problem is not None:
@@ -182,7 +244,7 @@ def _rope_problem(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> 
         return _error(op, f"q {tuple(q.shape)} and k {tuple(k.shape)} differ in tokens or head_dim")
     if q.shape[2] % 2:
         return _error(op, f"head_dim must be even, got {q.shape[2]}")
-    if not isinstance(positions, torch.Tensor):
+    if not isinstance(positions, Tensor):
         return TypeError(f"minfer.{op}: positions must be a torch.Tensor, got {type(positions).__name__}")
     if positions.dtype != torch.int64 or positions.shape != (q.shape[0],):
         return _error(
@@ -194,11 +256,27 @@ def _rope_problem(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor) -> 
     return None
 
 
-def apply_rope(
-    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0
-) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_rope(q: Tensor, k: Tensor, positions: Tensor, theta: float = 10000.0) -> tuple[Tensor, Tensor]:
     """Rotary embedding, NeoX style (rotating halves), in place on q [tokens, heads, head_dim]
     and k [tokens, kv_heads, head_dim] at integer `positions` [tokens]; returns (q, k)."""
-    op = _checked("apply_rope", _rope_problem, q, k, positions)
-    op(q, k, positions if positions.is_contiguous() else positions.contiguous(), theta)
+    if not (
+        isinstance(q, Tensor)
+        and isinstance(k, Tensor)
+        and isinstance(positions, Tensor)
+        and (found := _APPLY_ROPE.get((dtype := q.dtype, device := q.device))) is not None
+        and k.dtype is dtype
+        and k.device == device
+        and q.is_contiguous()
+        and k.is_contiguous()
+        and len(q_shape := q.shape) == 3
+        and len(k_shape := k.shape) == 3
+        and q_shape[0] == k_shape[0]
+        and q_shape[2] == k_shape[2]
+        and not q_shape[2] % 2
+        and positions.dtype is _INT64
+        and positions.shape == q_shape[:1]
+        and positions.device == device
+    ):
+        found = _checked("apply_rope", _rope_problem(q, k, positions), q)
+    found(q, k, positions if positions.is_contiguous() else positions.contiguous(), theta)
     return q, k
