@@ -81,24 +81,28 @@ def main() -> None:
     accelerators = tomllib.loads((REPO / "ci" / "matrix.toml").read_text())["accelerators"]
     archs = args.archs.split(";") if args.archs else accelerators[args.accel]["arch_list"].split(";")
     print(f"minfer wheels against torch {version}; {args.accel} archs {';'.join(archs)}", flush=True)
-    rows = []
+    limit = float(tomllib.loads((REPO / "ci" / "matrix.toml").read_text())["project"]["max_wheel_mb"])
+    rows: list[dict[str, object]] = []
+
+    def record(row: dict[str, object]) -> None:
+        rows.append(row)
+        if args.json:  # after every wheel: a run cut short keeps what it measured
+            args.json.write_text(json.dumps({"torch": version, "accel": args.accel, "limit_mb": limit, "rows": rows}))
+
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        rows.append(build("cpu", "cpu", matrix_text({}, series, version), args.python, root))
+        record(build("cpu", "cpu", matrix_text({}, series, version), args.python, root))
         if not args.archs:
             whole = matrix_text({}, series, version)
-            rows.append(build(f"{args.accel} (all archs)", args.accel, whole, args.python, root))
+            record(build(f"{args.accel} (all archs)", args.accel, whole, args.python, root))
         for arch in archs:
             text = matrix_text({args.accel: arch}, series, version)
-            rows.append(build(f"{args.accel} {arch} alone", args.accel, text, args.python, root))
-    limit = float(tomllib.loads((REPO / "ci" / "matrix.toml").read_text())["project"]["max_wheel_mb"])
+            record(build(f"{args.accel} {arch} alone", args.accel, text, args.python, root))
     largest = max(rows, key=lambda r: int(r["wheel_bytes"]))
     print(
         f"limit {limit:g} MB per wheel: the largest here, {largest['label']}, is "
         f"{int(largest['wheel_bytes']) / 1e6 / limit:.0%} of it"
     )
-    if args.json:
-        args.json.write_text(json.dumps({"torch": version, "accel": args.accel, "limit_mb": limit, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@
 # checkout's two wheels in .whl/ (`pip wheel --no-deps -w .whl packages/torchwheel packages/minfer`).
 # Results go to $OUT (or /tmp/gpu-run).
 #
-#     bash benchmarks/gpu_run.sh [tests] [kernels] [build]     (default: all three, in this order)
+#     bash benchmarks/gpu_run.sh [tests] [kernels] [build] [sizes]   (default: the first three, in this order)
 #
 # `tests`: tests/test_minfer_ops.py (about 1 minute). `kernels`: the host time per call and the
 # kernel sweep (bench_kernels.py, given $KERNELS_ARGS; its JSON feeds the roofline plot:
 # `python benchmarks/run_all.py --only kernels --kernels-json $OUT/kernels.json`), about 5
 # minutes, cut at $KERNELS_TIMEOUT s (default 480; the JSON keeps what was measured). `build`: the
 # build benchmark (one ninja vs a thread pool of one ninja per spec vs cpp_extension one by one)
-# and the load benchmark, about 4 minutes. `tests kernels` and `build` each fit one 10-minute call;
+# and the load benchmark, about 4 minutes. `sizes`: minfer's wheel per cell and per arch
+# (bench_wheel_sizes.py, cut at $SIZES_TIMEOUT s, default 420; it needs auditwheel and pyelftools
+# in .whl/ too). `tests kernels` and `build` each fit one 10-minute call;
 # all three fit one with shorter limits ($TESTS_TIMEOUT, $KERNELS_TIMEOUT, $BUILD_TIMEOUT, $LOAD_TIMEOUT).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-run}
@@ -33,6 +35,9 @@ for step in "${steps[@]}"; do
         2>&1 | tee "$OUT/bench_build_cuda.txt"
       TORCH_CUDA_ARCH_LIST=9.0a timeout "${LOAD_TIMEOUT:-120}" python3 benchmarks/bench_load.py --spec rmsnorm_bf16_cuda --runs "${LOAD_RUNS:-7}" \
         2>&1 | tee "$OUT/bench_load_cuda.txt" ;;
-    *) echo "unknown step $step (tests, kernels, build)"; exit 2 ;;
+    sizes)
+      timeout "${SIZES_TIMEOUT:-420}" python3 benchmarks/bench_wheel_sizes.py --python python3 --json "$OUT/wheel_sizes.json" \
+        2>&1 | tee "$OUT/wheel_sizes.txt" ;;
+    *) echo "unknown step $step (tests, kernels, build, sizes)"; exit 2 ;;
   esac
 done
