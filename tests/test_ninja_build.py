@@ -106,8 +106,8 @@ def test_a_linker_the_compiler_cannot_run_is_passed_over(private_env: dict[str, 
     env = {**private_env, "PATH": f"{broken.parent}:{private_env['PATH']}"}
     code = """
         import shutil
-        from torchwheel.compile.toolchain import find_toolchain
-        linker = find_toolchain("c++", None, need_cuda=False).linker
+        from torchwheel.compile.toolchain import fast_linker
+        linker = fast_linker("c++")
         working = [name for name in ("lld", "gold") if shutil.which(f"ld.{name}")]
         print(linker.name if linker else "default", (working or ["default"])[0])
     """

@@ -61,13 +61,6 @@ def spec_flags(spec: JitSpec, target: BuildTarget) -> SpecFlags:
             libs += ("-lc10_cuda", "-ltorch_cuda")
     if spec.device == "cuda":
         libs += ("-lcudart",)
-    linker = target.toolchain.linker
-    use_linker: tuple[str, ...] = ()
-    if linker is not None and not any(flag.startswith("-fuse-ld=") for flag in spec.extra_ldflags):
-        # A spec that names its own linker keeps it. The soname: gold names a library in its
-        # version definitions by its output path unless it has one, and two build dirs would give
-        # two different binaries.
-        use_linker = (f"-fuse-ld={linker.name}", f"-Wl,-soname,{spec.name}.so")
     return SpecFlags(
         cxx=cxx,
         cxx_torch=cxx,
@@ -75,5 +68,5 @@ def spec_flags(spec: JitSpec, target: BuildTarget) -> SpecFlags:
         nvcc_torch=nvcc,
         # Stripped: nvcc leaves per-process temporary names in the symbol table, which would make
         # two builds of the same sources differ (and the table is of no use to a loader).
-        ld=("-shared", "-s", *use_linker, *spec.extra_ldflags, *libs),
+        ld=("-shared", "-s", *spec.extra_ldflags, *libs),
     )

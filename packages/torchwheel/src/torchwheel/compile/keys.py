@@ -2,12 +2,15 @@
 
 Inputs: the bytes of every source and of every project header they include, each under its
 name relative to the spec's root; the flags (flags.py); the arch list; the target torch's
-version, C++11 ABI and C++ standard; and the compilers' and linker's reported versions. Not inputs: any
+version, C++11 ABI and C++ standard; and the compilers' reported versions. Not inputs: any
 path, so a moved checkout or a symlinked CUDA_HOME still hits. Nor the compiler launcher
 (`<PREFIX>_COMPILER_LAUNCHER`, e.g. sccache): it runs the same compiler on the same command and
 a hit hands back the bytes that compile wrote, so the binary is the same with or without it
 (tests/test_launcher.py compares them byte for byte); keyed on it, a JIT entry built where CI's
-sccache is set would miss for every user without it.
+sccache is set would miss for every user without it. Nor the linker (the fastest that links,
+toolchain.py's `fast_linker`): gold and GNU ld write different bytes for the same code, but a
+key on it would make every hit probe the linkers (two compiler runs) and an entry built with one
+miss where only the other is.
 
 Headers are found by scanning `#include` lines, not from a compiler depfile: the key must be
 known before anything compiles, so that a hit loads without running ninja at all. The scan

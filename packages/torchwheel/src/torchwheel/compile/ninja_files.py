@@ -18,6 +18,7 @@ from ninja.ninja_syntax import Writer
 
 from torchwheel.compile.build_target import BuildTarget
 from torchwheel.compile.flags import spec_flags
+from torchwheel.compile.toolchain import fast_linker
 from torchwheel.spec import CUDA_SUFFIXES, JitSpec
 
 
@@ -128,7 +129,7 @@ def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_
     library_dirs = [f"-L{target.torch.library_dir}"] if spec.torch_sources else []
     if spec.device == "cuda" and toolchain.cuda_home is not None:
         library_dirs.append(f"-L{toolchain.cuda_home / 'lib64'}")
-    ninja.variable("ldflags", _command_words([*library_dirs, *flags.ld]))
+    ninja.variable("ldflags", _command_words([*library_dirs, *flags.ld, *_linker_flags(spec, toolchain.cxx.path)]))
     ninja.rule("link", "$cxx $in $ldflags -o $out", description="$spec: link $src")
 
     rule_variables = {
@@ -152,6 +153,14 @@ def spec_ninja_text(spec: JitSpec, target: BuildTarget, spec_dir: Path, objects_
     library = library_path(spec, spec_dir)
     _build(ninja, library, "link", objects, {"spec": spec.name, "src": library.name})
     return text.getvalue()
+
+
+def _linker_flags(spec: JitSpec, cxx: str) -> list[str]:
+    """The fastest linker that links (toolchain.py), unless the spec names its own. The soname:
+    gold names a library in its version definitions by its output path unless it has one, so two
+    build dirs would give two different binaries."""
+    linker = None if any(f.startswith("-fuse-ld=") for f in spec.extra_ldflags) else fast_linker(cxx)
+    return [] if linker is None else [f"-fuse-ld={linker.name}", f"-Wl,-soname,{spec.name}.so"]
 
 
 def wrapper_ninja_text(spec_files: Iterable[Path], log_dir: Path) -> str:

@@ -30,9 +30,11 @@ class Compiler:
 
 
 # Every link reads the symbol tables of torch's libraries (libtorch_cpu and libtorch_cuda are 450
-# and 500 MB): GNU ld took 1.7-1.9 s a link here, gold 0.8 s, and a cell has a link per spec
-# that no compiler cache serves (docs/benchmarks.md). So a build links with the first of these
-# that the compiler driver runs (`-fuse-ld=NAME`), fastest first, and with its default otherwise.
+# and 500 MB): GNU ld took 1.7-1.9 s a CUDA spec's link here, gold 0.8 s, and a cell has a link
+# per spec that no compiler cache serves (docs/benchmarks.md). So a build links with the first of
+# these that the compiler links with (`-fuse-ld=NAME`), fastest first, else with its default.
+# Like the compiler launcher, the linker is how a binary is made, not what it is: it is in the
+# ninja files (ninja_files.py), not in the flags or the cache key, and a cache hit never probes.
 FAST_LINKERS = ("mold", "lld", "gold")
 _LINKER_PROBE_TIMEOUT_S = 10.0  # an empty library links in a tenth of a second
 
@@ -50,7 +52,6 @@ class Toolchain:
     cuda_home: Path | None = None
     cuda_version: str | None = None  # "13.0"
     launcher: str | None = None  # a compiler cache's path (sccache, ccache), put before each compile
-    linker: Linker | None = None  # a faster linker than the driver's default, if one runs
 
     def identity(self) -> dict[str, str | None]:
         # No launcher here: a compiler cache hands back the bytes the compiler would write, so it
@@ -58,7 +59,6 @@ class Toolchain:
         return {
             "cxx": self.cxx.version,
             "nvcc": self.nvcc.version if self.nvcc else None,
-            "linker": self.linker.version if self.linker else None,
         }
 
     def cuda_archs(self) -> ToolkitArchs | None:
@@ -76,16 +76,15 @@ def find_toolchain(
     a build is being planned, so a missing one stops it in one line before anything is written."""
     compiler = _compiler(cxx, "CXX")
     launcher_path = launcher.resolve() if launcher is not None else None
-    linker = fast_linker(compiler.path)
     if not need_cuda:
-        return Toolchain(cxx=compiler, launcher=launcher_path, linker=linker)
+        return Toolchain(cxx=compiler, launcher=launcher_path)
     home = cuda_home or _default_cuda_home()
     if home is None or not (home / "bin" / "nvcc").is_file():
         where = f"CUDA_HOME={home}" if home else "no CUDA_HOME and no nvcc on PATH"
         raise ToolchainError(f"no CUDA toolkit found ({where}); set CUDA_HOME to a toolkit that has bin/nvcc")
     nvcc = _compiler(str(home / "bin" / "nvcc"), "CUDA_HOME")
     match = re.search(r"release (\d+\.\d+)", nvcc.version)
-    return Toolchain(compiler, nvcc, home, match.group(1) if match else None, launcher_path, linker)
+    return Toolchain(compiler, nvcc, home, match.group(1) if match else None, launcher_path)
 
 
 def _default_cuda_home() -> Path | None:
@@ -133,7 +132,7 @@ def fast_linker(cxx: str) -> Linker | None:
     """The first of FAST_LINKERS on the compiler's search path with which it links a C++ shared
     library, asked once per process. A real link, not `-Wl,--version` alone: a gcc built into
     its own prefix ran gold's `--version` and then could not link with it (its libstdc++ is
-    where only GNU ld looks; the H100 machine's /opt/gcc, 2026-12-07)."""
+    where only GNU ld looks: the GPU machine's, docs/benchmarks.md)."""
     with tempfile.TemporaryDirectory(prefix="torchwheel-linker-") as scratch:
         for name in FAST_LINKERS:
             if shutil.which(f"ld.{name}") is None:
