@@ -118,13 +118,12 @@ def _version_file(path: Path) -> dict[str, str | None] | None:
         return None
     constants: dict[str, str | None] = {}
     for node in tree.body:
-        target, value = (
-            (node.targets[0], node.value) if isinstance(node, ast.Assign) and len(node.targets) == 1
-            else (node.target, node.value) if isinstance(node, ast.AnnAssign)
-            else (None, None)
-        )  # fmt: skip
-        if isinstance(target, ast.Name) and isinstance(value, ast.Constant) and isinstance(value.value, str | None):
-            constants[target.id] = value.value
+        match node:  # `__version__ = '2.14.1+cu130'`, `cuda: Optional[str] = '13.0'`
+            case (
+                ast.Assign(targets=[ast.Name(id=name)], value=ast.Constant(value=str() | None as value))
+                | ast.AnnAssign(target=ast.Name(id=name), value=ast.Constant(value=str() | None as value))
+            ):
+                constants[name] = value
     return constants
 
 
