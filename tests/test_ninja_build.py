@@ -5,7 +5,10 @@ import sys
 from pathlib import Path
 
 from conftest import run_python
-from torchwheel.compile.ninja_files import ninja_path
+from torchwheel import JitSpec
+from torchwheel.compile.build_target import BuildTarget
+from torchwheel.compile.ninja_files import ninja_path, spec_ninja_text
+from torchwheel.compile.toolchain import find_toolchain
 from torchwheel.runtime.torch_install import TorchInstall
 
 
@@ -113,6 +116,16 @@ def test_a_linker_the_compiler_cannot_run_is_passed_over(private_env: dict[str, 
     """
     chosen, expected = run_python(code, env).stdout.split()
     assert chosen == expected != "mold"
+
+
+def test_a_spec_that_names_its_linker_keeps_it(tmp_path: Path) -> None:
+    source = tmp_path / "kernel.cpp"
+    source.write_text("int one() { return 1; }\n")
+    spec = JitSpec(name="own_linker", sources=[source], extra_ldflags=["-fuse-ld=bfd"], root=tmp_path)
+    target = BuildTarget.make(TorchInstall.importable(), find_toolchain("c++", None, need_cuda=False))
+    text = spec_ninja_text(spec, target, tmp_path / "own_linker", tmp_path / "objs", set())
+    (ldflags,) = [line for line in text.splitlines() if line.startswith("ldflags = ")]
+    assert [word for word in ldflags.split() if word.startswith("-fuse-ld=")] == ["-fuse-ld=bfd"]
 
 
 def test_a_compile_error_names_the_spec_and_shows_the_compiler_output(
