@@ -216,6 +216,26 @@ def test_ops_run_under_torch_compile_fullgraph(minfer_prebuilt) -> None:
     close(compiled(x.clone(), r.clone(), w), want)
 
 
+def test_torch_compile_fullgraph_loads_the_op_of_a_first_call_it_traces(device_build) -> None:
+    # A fresh process, so that no op is loaded before the compiled function's first call.
+    device, out, _ = device_build
+    code = f"""
+import torch, minfer
+from minfer import reference
+def block(x, w):
+    return minfer.silu_and_mul(minfer.rmsnorm(x, w))
+compiled = torch.compile(block, backend="aot_eager", fullgraph=True)
+x, w = torch.randn(4, 32, device="{device}"), torch.randn(32, device="{device}")
+torch.testing.assert_close(compiled(x, w), reference.silu_and_mul(reference.rmsnorm(x, w)), rtol=1e-4, atol=1e-4)
+print(sorted(minfer.loaded_specs()))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINFER_", "TORCHWHEEL_"))}
+    env.update(MINFER_AOT_PATH=str(out / "data" / "aot"), MINFER_DISABLE_JIT="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [f"['rmsnorm_fp32_{device}',", f"'silu_and_mul_fp32_{device}']"]
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [

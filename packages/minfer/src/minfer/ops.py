@@ -24,11 +24,14 @@ function under it, is 0.2-0.3 us cheaper, but skips what `__call__` does in torc
 torch.compile's fullgraph) into the one output a returning op allocates: `torch.empty_like`, or
 `new_empty` with the sizes as separate ints (a torch.Size or tuple argument costs 0.5-1 us more).
 When it fails, the slow path, and only it, names the argument at fault in one line (the
-`_*_problem` functions) or, on the first call of a (dtype, device), loads the op, then calls it.
+`_*_problem` functions) or, on the first call of a (dtype, device), loads the op, then calls it;
+under torch.compile too, where a compiled function makes the first call (`_loaded_spec`).
 N-D inputs go to the op as they are (the bindings read them as rows).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -58,8 +61,8 @@ _FUSED_ADD_RMSNORM = _LOADED["fused_add_rmsnorm"]
 _SILU_AND_MUL = _LOADED["silu_and_mul"]
 _GELU_TANH_AND_MUL = _LOADED["gelu_tanh_and_mul"]
 _APPLY_ROPE = _LOADED["apply_rope"]
-# The loaded op of each spec name (the same spec serves every CUDA device index).
-_SPECS: dict[str, OpOverload] = {}
+# The specs loaded (one serves every CUDA device index).
+_SPECS: set[str] = set()
 _INT64 = torch.int64
 # What the checks return: the error to raise, or None if all is well.
 _Problem = Exception | None
@@ -81,14 +84,30 @@ def _op(op: str, tensor: Tensor) -> OpOverload:
     key = (tensor.dtype, tensor.device)
     found = _LOADED[op].get(key)
     if found is None:
-        name = spec_name(op, _DTYPES[tensor.dtype], tensor.device.type)
-        found = _SPECS.get(name)
-        if found is None:
-            _loader.load(name)
-            torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
-            found = _SPECS[name] = getattr(torch.ops.minfer, name).default  # torch.ops is untyped
-        _LOADED[op][key] = found
+        found = getattr(torch.ops.minfer, _loaded_spec(op, tensor.dtype, tensor.device)).default  # untyped
+        if not torch.compiler.is_compiling():
+            # Under torch.compile the table stays as it was: its contents are a guard of the
+            # traced frame, which a change in the middle of the trace would fail.
+            _LOADED[op][key] = found
     return found
+
+
+def _load_spec(op: str, dtype: torch.dtype, device: torch.device) -> str:
+    """The name of the spec of (op, dtype, device), loaded."""
+    name = spec_name(op, _DTYPES[dtype], device.type)
+    if name not in _SPECS:
+        _loader.load(name)
+        torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
+        _SPECS.add(name)
+    return name
+
+
+# torch.compile runs this, rather than trace it (the loader takes a lock, which Dynamo cannot
+# trace), when a compiled function makes an op's first call: fullgraph holds, and the spec is
+# loaded once for eager and compiled calls alike. (The decorator is untyped; the name is not.)
+_loaded_spec: Callable[[str, torch.dtype, torch.device], str] = torch.compiler.assume_constant_result(  # type: ignore[no-untyped-call]
+    _load_spec
+)
 
 
 def _checked(op: str, problem: _Problem, first: Tensor) -> OpOverload:
