@@ -31,6 +31,7 @@ N-D inputs go to the op as they are (the bindings read them as rows).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
@@ -63,6 +64,7 @@ _GELU_TANH_AND_MUL = _LOADED["gelu_tanh_and_mul"]
 _APPLY_ROPE = _LOADED["apply_rope"]
 # The specs loaded (one serves every CUDA device index).
 _SPECS: set[str] = set()
+_LOADING = threading.Lock()
 _INT64 = torch.int64
 # What the checks return: the error to raise, or None if all is well.
 _Problem = Exception | None
@@ -95,10 +97,11 @@ def _op(op: str, tensor: Tensor) -> OpOverload:
 def _load_spec(op: str, dtype: torch.dtype, device: torch.device) -> str:
     """The name of the spec of (op, dtype, device), loaded."""
     name = spec_name(op, _DTYPES[dtype], device.type)
-    if name not in _SPECS:
-        _loader.load(name)
-        torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
-        _SPECS.add(name)
+    with _LOADING:  # two threads' first calls: one loads, and registers the fake op once
+        if name not in _SPECS:
+            _loader.load(name)
+            torch.library.register_fake(f"minfer::{name}", _fake_mutating_op)
+            _SPECS.add(name)
     return name
 
 
