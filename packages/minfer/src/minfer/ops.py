@@ -59,8 +59,6 @@ _OPS = ("rmsnorm", "fused_add_rmsnorm", "silu_and_mul", "gelu_tanh_and_mul", "ap
 _LOADED: dict[str, dict[_Key, OpOverload]] = {op: {} for op in _OPS}
 _RMSNORM = _LOADED["rmsnorm"]
 _FUSED_ADD_RMSNORM = _LOADED["fused_add_rmsnorm"]
-_SILU_AND_MUL = _LOADED["silu_and_mul"]
-_GELU_TANH_AND_MUL = _LOADED["gelu_tanh_and_mul"]
 _APPLY_ROPE = _LOADED["apply_rope"]
 # The specs loaded (one serves every CUDA device index).
 _SPECS: set[str] = set()
@@ -217,42 +215,35 @@ def _gated_problem(op: str, input: Tensor) -> _Problem:
     return problem
 
 
-# silu_and_mul and gelu_tanh_and_mul differ only in their table and name: each writes out its
-# condition rather than share a helper, one Python call fewer per call.
+def _gated_op(op: str, doc: str) -> Callable[[Tensor], Tensor]:
+    """silu_and_mul and gelu_tanh_and_mul, which differ only in their name and table: one body,
+    made once per op. A closure, so that a call is one Python call, as a hand-written copy is."""
+    table = _LOADED[op]
+
+    def gated(input: Tensor) -> Tensor:
+        if not (
+            isinstance(input, Tensor)
+            and (found := table.get((input.dtype, input.device))) is not None
+            and input.is_contiguous()
+            and (shape := input.shape)
+            and not shape[-1] % 2
+        ):
+            found = _checked(op, _gated_problem(op, input), input)
+            shape = input.shape
+        *rows, last = shape
+        out = input.new_empty(*rows, last // 2)
+        found(out, input)
+        return out
+
+    gated.__name__ = gated.__qualname__ = op
+    gated.__doc__ = doc
+    return gated
 
 
-def silu_and_mul(input: Tensor) -> Tensor:
-    """`silu(x[..., :d]) * x[..., d:]` for input of last dim 2d."""
-    if not (
-        isinstance(input, Tensor)
-        and (found := _SILU_AND_MUL.get((input.dtype, input.device))) is not None
-        and input.is_contiguous()
-        and (shape := input.shape)
-        and not shape[-1] % 2
-    ):
-        found = _checked("silu_and_mul", _gated_problem("silu_and_mul", input), input)
-        shape = input.shape
-    *rows, last = shape
-    out = input.new_empty(*rows, last // 2)
-    found(out, input)
-    return out
-
-
-def gelu_tanh_and_mul(input: Tensor) -> Tensor:
-    """`gelu(x[..., :d], approximate='tanh') * x[..., d:]` for input of last dim 2d."""
-    if not (
-        isinstance(input, Tensor)
-        and (found := _GELU_TANH_AND_MUL.get((input.dtype, input.device))) is not None
-        and input.is_contiguous()
-        and (shape := input.shape)
-        and not shape[-1] % 2
-    ):
-        found = _checked("gelu_tanh_and_mul", _gated_problem("gelu_tanh_and_mul", input), input)
-        shape = input.shape
-    *rows, last = shape
-    out = input.new_empty(*rows, last // 2)
-    found(out, input)
-    return out
+silu_and_mul = _gated_op("silu_and_mul", "`silu(x[..., :d]) * x[..., d:]` for input of last dim 2d.")
+gelu_tanh_and_mul = _gated_op(
+    "gelu_tanh_and_mul", "`gelu(x[..., :d], approximate='tanh') * x[..., d:]` for input of last dim 2d."
+)
 
 
 def _rope_problem(q: Tensor, k: Tensor, positions: Tensor) -> _Problem:
