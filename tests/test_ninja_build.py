@@ -112,7 +112,7 @@ def test_a_linker_the_compiler_cannot_run_is_passed_over(private_env: dict[str, 
         from torchwheel.compile.toolchain import fast_linker
         linker = fast_linker("c++")
         working = [name for name in ("lld", "gold") if shutil.which(f"ld.{name}")]
-        print(linker.name if linker else "default", (working or ["default"])[0])
+        print(linker or "default", (working or ["default"])[0])
     """
     chosen, expected = run_python(code, env).stdout.split()
     assert chosen == expected != "mold"

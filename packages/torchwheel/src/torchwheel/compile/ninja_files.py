@@ -160,7 +160,7 @@ def _linker_flags(spec: JitSpec, cxx: str) -> list[str]:
     gold names a library in its version definitions by its output path unless it has one, so two
     build dirs would give two different binaries."""
     linker = None if any(f.startswith("-fuse-ld=") for f in spec.extra_ldflags) else fast_linker(cxx)
-    return [] if linker is None else [f"-fuse-ld={linker.name}", f"-Wl,-soname,{spec.name}.so"]
+    return [] if linker is None else [f"-fuse-ld={linker}", f"-Wl,-soname,{spec.name}.so"]
 
 
 def wrapper_ninja_text(spec_files: Iterable[Path], log_dir: Path) -> str:

@@ -40,12 +40,6 @@ _LINKER_PROBE_TIMEOUT_S = 10.0  # an empty library links in a tenth of a second
 
 
 @dataclass(frozen=True)
-class Linker:
-    name: str  # what `-fuse-ld=` takes
-    version: str  # its own words, as `-Wl,--version` prints them
-
-
-@dataclass(frozen=True)
 class Toolchain:
     cxx: Compiler
     nvcc: Compiler | None = None
@@ -128,47 +122,43 @@ def reported_version(path: str) -> str:
 
 
 @functools.cache
-def fast_linker(cxx: str) -> Linker | None:
-    """The first of FAST_LINKERS on the compiler's search path with which it links a C++ shared
-    library, asked once per process. A real link, not `-Wl,--version` alone: a gcc built into
-    its own prefix ran gold's `--version` and then could not link with it (its libstdc++ is
-    where only GNU ld looks: the GPU machine's, docs/benchmarks.md)."""
+def fast_linker(cxx: str) -> str | None:
+    """The first of FAST_LINKERS (as `-fuse-ld=` names it) on the compiler's search path with
+    which it links a C++ shared library, asked once per process. A real link, not
+    `-Wl,--version`: a gcc built into its own prefix ran gold's `--version` and then could not link
+    with it (its libstdc++ is where only GNU ld looks: the GPU machine's, docs/benchmarks.md)."""
     with tempfile.TemporaryDirectory(prefix="torchwheel-linker-") as scratch:
         for name in FAST_LINKERS:
             if shutil.which(f"ld.{name}") is None:
                 continue
-            use = f"-fuse-ld={name}"
             library = os.path.join(scratch, f"{name}.so")
-            linked = _probe([cxx, use, "-shared", "-x", "c++", os.devnull, "-o", library])
-            if linked is None:
+            status = _probe([cxx, f"-fuse-ld={name}", "-shared", "-x", "c++", os.devnull, "-o", library])
+            if status is None:
                 return None  # a driver that hangs on one linker hangs on the next: its default it is
-            version = _probe([cxx, use, "-Wl,--version"]) if linked[0] == 0 else None
-            if version is not None and version[0] == 0 and (lines := version[1].strip().splitlines()):
-                return Linker(name, lines[0].strip())
+            if status == 0:
+                return name
     return None
 
 
-def _probe(command: list[str]) -> tuple[int, str] | None:
-    """(exit status, stdout) of `command`, or None if it ran past _LINKER_PROBE_TIMEOUT_S. It runs
-    in its own session, so that a driver that hangs is ended with whatever it started."""
+def _probe(command: list[str]) -> int | None:
+    """The exit status of `command`, or None if it ran past _LINKER_PROBE_TIMEOUT_S. It runs in
+    its own session, so that a driver that hangs is ended with whatever it started."""
     try:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            text=True,
             start_new_session=True,
         )
     except OSError:
-        return (-1, "")
+        return -1
     try:
-        output, _ = process.communicate(timeout=_LINKER_PROBE_TIMEOUT_S)
+        return process.wait(timeout=_LINKER_PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        process.wait()
         return None
-    return process.returncode, output
 
 
 @functools.cache
